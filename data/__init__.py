@@ -1,0 +1,1 @@
+"""Dataset code: MNIST digit sources, Moving MNIST generation, HDF5 readers."""

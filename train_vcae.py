@@ -1,0 +1,87 @@
+"""Stage 2 (Moving MNIST): train a convolutional VAE from frames to a 32-d latent Z.
+
+Reads data_path (from moving_mnist.py); writes the checkpoint, a PNG grid of originals
+(top row) and reconstructions (bottom row), and the loss history as CSV and PNG.
+"""
+import os
+
+import numpy as np
+import torch
+
+from data.h5 import read_frames
+from models.vcae import ConvVAE, bernoulli_elbo_loss
+from utils.errors import UserError, run_cli
+from utils.images import save_grid
+from utils.runtime import pick_device, seed_everything
+from utils.settings import parse_settings
+from utils.training import Batches, fit
+
+# -----------------------------------------------------------------------------
+data_path = "data/moving_mnist.h5"  # dataset written by moving_mnist.py
+checkpoint = "checkpoints/mm_vcae.pt"  # checkpoint to write (and resume from)
+out_dir = "samples"  # reconstruction grid and loss curves go here
+z_dim = 32  # size of the latent code Z
+base_width = 32  # channels of the first conv layer; each of the 4 later ones doubles
+input_dropout = 0.0  # dropout on input pixels (the original: 0.3)
+latent_samples = 1  # z samples per frame in the loss (the original: L=2)
+train_frames = 40000  # frames drawn (once, seeded) from the training sequences; 0 = all
+val_frames = 2000  # frames drawn from the test sequences for validation; 0 = all
+epochs = 6  # passes over the train_frames
+batch_size = 128  # frames per batch
+lr = 1e-3  # Adam learning rate (the original's dense model used 3e-5)
+grad_clip = 0.0  # gradient-norm clipping; 0 = off
+resume = False  # continue from the checkpoint if it exists
+device = "auto"  # auto = cuda, then mps, else cpu
+seed = 1337  # seeds the frame draw, the initial weights and the batch order
+# -----------------------------------------------------------------------------
+
+
+def sample_frames(sequences, n, rng):
+    """Flatten (N, T, C, H, W) to frames and keep n of them (all when n <= 0), as a tensor."""
+    frames = sequences.reshape(-1, *sequences.shape[2:])
+    if 0 < n < len(frames):
+        frames = frames[np.sort(rng.choice(len(frames), n, replace=False))]
+    return torch.from_numpy(np.ascontiguousarray(frames))
+
+
+def to_float(frames):
+    return frames.float().div_(255.0)
+
+
+def vae_loss(model, x, samples):
+    logits, mean, logvar = model(x, samples)
+    return bernoulli_elbo_loss(logits, x, mean, logvar)
+
+
+def main(argv=None):
+    cfg = parse_settings(__file__, globals(), argv)
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.latent_samples < 1:
+        raise UserError("--epochs, --batch_size and --latent_samples must be at least 1")
+    rng = seed_everything(cfg.seed)
+    dev = pick_device(cfg.device)
+
+    train = sample_frames(read_frames(cfg.data_path, "train", "moving_mnist.py"), cfg.train_frames, rng)
+    val = sample_frames(read_frames(cfg.data_path, "test", "moving_mnist.py"), cfg.val_frames, rng)
+    print(f"{len(train)} training and {len(val)} validation frames of {tuple(train.shape[1:])} on {dev}")
+
+    model = ConvVAE(z_dim=cfg.z_dim, channels=train.shape[1], image_size=train.shape[-1],
+                    base_width=cfg.base_width, input_dropout=cfg.input_dropout).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    train_batches = Batches([train], cfg.batch_size, dev, shuffle=True, seed=cfg.seed, transform=to_float)
+    val_batches = Batches([val], cfg.batch_size, dev, transform=to_float)
+
+    fit(model, optimizer, train_batches, val_batches,
+        lambda m, x: vae_loss(m, x, cfg.latent_samples), cfg, cfg.checkpoint,
+        "train_vcae.py", cfg.out_dir, extra={"data_path": cfg.data_path})
+
+    model.eval()
+    originals = to_float(val[:10]).to(dev)
+    with torch.no_grad():
+        reconstructions = torch.sigmoid(model.decode(model.encode(originals)[0]))
+    grid_path = os.path.join(cfg.out_dir, "mm_vcae_reconstructions.png")
+    save_grid(grid_path, torch.stack([originals, reconstructions]).cpu())
+    print(f"wrote {cfg.checkpoint} and {grid_path}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

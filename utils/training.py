@@ -1,0 +1,155 @@
+"""Checkpoints, in-memory mini-batches and the one training loop every stage uses."""
+import math
+import os
+import time
+
+import torch
+from tqdm import tqdm
+
+from utils.errors import UserError
+from utils.images import plot_history, write_history_csv
+from utils.runtime import atomic_path, progress
+
+
+def save_checkpoint(path, state):
+    """torch.save ``state`` to ``path`` through a temporary file."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path, made_by):
+    """Load a checkpoint written by ``made_by`` (a script name), weights only, onto the CPU."""
+    if not os.path.isfile(path):
+        raise UserError(f"no checkpoint at {path}: run {made_by} first")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a checkpoint, or holds arbitrary objects
+        raise UserError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}): run {made_by} again") from None
+
+
+class Batches:
+    """Mini-batches drawn from tensors held in memory.
+
+    ``tensors`` share their first dimension; each batch is ``transform(*slices)`` of the
+    rows picked, moved to ``device``. Shuffling is seeded by ``seed + epoch`` so a resumed
+    run sees the same order it would have seen uninterrupted.
+    """
+
+    def __init__(self, tensors, batch_size, device, shuffle=False, seed=0, transform=None,
+                 drop_last=False):
+        self.tensors = tuple(tensors)
+        self.n = len(self.tensors[0])
+        self.batch_size, self.device = batch_size, device
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.transform = transform or (lambda *xs: xs if len(xs) > 1 else xs[0])
+        self.epoch = 0
+
+    def __len__(self):
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        for b in range(len(self)):
+            rows = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if self.shuffle:  # sorted rows read faster from memory and keep batches identical
+                rows = rows.sort().values
+            parts = [t[rows].to(self.device, non_blocking=True) for t in self.tensors]
+            yield self.transform(*parts)
+
+
+def model_spec(model):
+    """What rebuilds ``model``: its class name and constructor arguments."""
+    return {"model_kind": type(model).__name__, "model_args": dict(model.args)}
+
+
+def resume_state(path, model, optimizer, made_by):
+    """Restore model and optimizer from ``path``; return (epochs done, history, checkpoint)."""
+    ckpt = load_checkpoint(path, made_by)
+    spec = model_spec(model)
+    if ckpt.get("model_kind") != spec["model_kind"] or ckpt.get("model_args") != spec["model_args"]:
+        raise UserError(f"cannot resume from {path}: it holds {ckpt.get('model_kind')} "
+                        f"{ckpt.get('model_args')}, the settings build {spec['model_kind']} "
+                        f"{spec['model_args']}; use the same settings or --resume=false")
+    model.load_state_dict(ckpt["model_state"])
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    return ckpt["epoch"], ckpt["history"], ckpt
+
+
+def evaluate(model, batches, loss_fn):
+    """Mean of ``loss_fn`` over ``batches``, weighted by batch size, without gradients."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in batches:
+            loss = loss_fn(model, batch)
+            n = (batch[0] if isinstance(batch, (tuple, list)) else batch).shape[0]
+            total += loss.item() * n
+            count += n
+    return total / max(count, 1)
+
+
+def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_path,
+        made_by, out_dir, extra=None):
+    """Train ``model`` for ``cfg.epochs`` epochs, checkpointing after each one.
+
+    Args:
+        loss_fn: ``loss_fn(model, batch) -> scalar tensor``, the mean loss of a batch.
+        cfg: Settings; uses ``epochs``, ``grad_clip`` (0 = off), ``resume`` and all of it
+            is stored in the checkpoint.
+        checkpoint_path: where the checkpoint goes (and is resumed from).
+        made_by: this script's name, for error messages.
+        out_dir: folder for ``<checkpoint stem>_loss.csv`` and ``_loss.png``.
+        extra: more entries for the checkpoint (e.g. which checkpoint fed this stage).
+    Returns:
+        the history dict {"epoch", "train_loss", "val_loss", "seconds"}.
+    """
+    history = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": []}
+    start = 0
+    if cfg.resume and os.path.isfile(checkpoint_path):
+        start, history, _ = resume_state(checkpoint_path, model, optimizer, made_by)
+        print(f"resuming from {checkpoint_path} after epoch {start}")
+    stem = os.path.splitext(os.path.basename(checkpoint_path))[0]
+    params = [p for p in model.parameters() if p.requires_grad]
+    for epoch in range(start, cfg.epochs):
+        train_batches.epoch = epoch
+        model.train()
+        began, total, count = time.time(), 0.0, 0
+        bar = progress(train_batches, desc=f"{stem} epoch {epoch + 1}/{cfg.epochs}")
+        for batch in bar:
+            loss = loss_fn(model, batch)
+            if not torch.isfinite(loss):
+                raise UserError(f"the training loss became {loss.item()} in epoch {epoch + 1}: "
+                                "lower --lr or --grad_clip and run again")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            n = (batch[0] if isinstance(batch, (tuple, list)) else batch).shape[0]
+            total += loss.item() * n
+            count += n
+            bar.set_postfix(loss=f"{total / count:.4g}")
+        val_loss = evaluate(model, val_batches, loss_fn)
+        seconds = time.time() - began
+        for key, value in (("epoch", epoch + 1), ("train_loss", total / max(count, 1)),
+                           ("val_loss", val_loss), ("seconds", round(seconds, 2))):
+            history[key].append(value)
+        tqdm.write(f"{stem} epoch {epoch + 1}/{cfg.epochs}: train {history['train_loss'][-1]:.5g}"
+                   f"  val {val_loss:.5g}  ({seconds:.0f} s)")
+        save_checkpoint(checkpoint_path, {
+            **model_spec(model),
+            "model_state": model.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "epoch": epoch + 1,
+            "history": history,
+            "best_val_loss": min(history["val_loss"]),
+            "settings": dict(cfg),
+            **(extra or {}),
+        })
+        write_history_csv(os.path.join(out_dir, f"{stem}_loss.csv"), history)
+        plot_history(os.path.join(out_dir, f"{stem}_loss.png"), history, f"{stem}: loss per epoch")
+    return history
