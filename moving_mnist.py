@@ -108,7 +108,8 @@ def main(argv=None):
     with atomic_path(cfg.out_path) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
             for key, value in cfg.items():
-                f.attrs[key] = value
+                if key not in ("out_path", "preview_path"):  # where, not how: same seed, same bytes
+                    f.attrs[key] = value
             f.attrs["digit_source"] = digits["source"]
             f.attrs["made_by"] = "moving_mnist.py"
             f.attrs["test_source"] = cfg.test_npy or "generated"

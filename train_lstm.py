@@ -94,6 +94,7 @@ def main(argv=None):
         cfg.out_dir, extra={"dataset": cfg.dataset, "data_path": cfg.data_path,
                             "vae_checkpoint": cfg.vae_checkpoint, "frame_skip": cfg.frame_skip})
     print(f"wrote {cfg.checkpoint}")
+    return model
 
 
 if __name__ == "__main__":

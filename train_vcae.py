@@ -81,6 +81,7 @@ def main(argv=None):
     grid_path = os.path.join(cfg.out_dir, "mm_vcae_reconstructions.png")
     save_grid(grid_path, torch.stack([originals, reconstructions]).cpu())
     print(f"wrote {cfg.checkpoint} and {grid_path}")
+    return model
 
 
 if __name__ == "__main__":

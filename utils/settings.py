@@ -61,7 +61,8 @@ def read_setting_block(source):
 
 
 def _type_name(value):
-    return "a list" if isinstance(value, list) else f"a {type(value).__name__}"
+    return {bool: "true or false", int: "an int", float: "a float", str: "a string"}.get(
+        type(value), type(value).__name__)
 
 
 def convert(name, text, default):
@@ -72,7 +73,7 @@ def convert(name, text, default):
             return True
         if word in FALSE_WORDS:
             return False
-        raise UserError(f"--{name} expects true or false, got {text!r}")
+        raise UserError(f"--{name} expects {_type_name(default)}, got {text!r}")
     if isinstance(default, (int, float)):
         kind = type(default)
         try:

@@ -1,0 +1,136 @@
+"""The Moving MNIST stages end to end on tiny settings: what each one writes."""
+import csv
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+import sample_video
+import train_lstm
+import train_vcae
+from data.h5 import read_frames
+from models import load_model
+from tests.conftest import TINY_LSTM, TINY_VAE, argv, run_script
+from utils.errors import UserError
+from utils.runtime import atomic_path, pick_device
+
+CHECKPOINT_KEYS = {"model_kind", "model_args", "model_state", "optimizer_state", "epoch",
+                   "history", "best_val_loss", "settings"}
+
+
+def frames(tiny, n=4):
+    return torch.from_numpy(read_frames(tiny["data"], "test", "x")[:1, :n, ]).flatten(0, 1).float() / 255
+
+
+def test_vae_checkpoint_describes_itself_and_reloads_identically(tiny):
+    ckpt = torch.load(tiny["vae"], weights_only=True)
+    assert CHECKPOINT_KEYS <= set(ckpt) and ckpt["model_kind"] == "ConvVAE"
+    assert ckpt["model_args"]["z_dim"] == 8 and ckpt["epoch"] == 1
+    assert ckpt["settings"]["base_width"] == 4 and len(ckpt["history"]["val_loss"]) == 1
+    trained, reloaded = tiny["vae_model"].eval(), load_model(ckpt)
+    x = frames(tiny)
+    with torch.no_grad():
+        for a, b in zip(trained.encode(x), reloaded.encode(x)):
+            assert torch.equal(a, b)
+        assert torch.equal(trained.decode(torch.ones(2, 8)), reloaded.decode(torch.ones(2, 8)))
+
+
+def test_vae_writes_grid_and_loss_history(tiny):
+    grid = Image.open(os.path.join(tiny["out"], "mm_vcae_reconstructions.png"))
+    assert grid.size == (10 * 66 - 2, 2 * 66 - 2)  # originals on top, reconstructions below
+    rows = list(csv.reader(open(os.path.join(tiny["out"], "vae_loss.csv"))))
+    assert rows[0] == ["epoch", "train_loss", "val_loss", "seconds"] and len(rows) == 2
+    assert 100 < float(rows[1][2]) < 64 * 64  # nats per frame (summed over pixels), finite
+    assert Image.open(os.path.join(tiny["out"], "vae_loss.png")).size[0] > 100
+
+
+def test_lstm_checkpoint_records_its_vae_and_reloads_identically(tiny):
+    ckpt = torch.load(tiny["lstm"], weights_only=True)
+    assert CHECKPOINT_KEYS <= set(ckpt) and ckpt["model_kind"] == "LatentLSTM"
+    assert ckpt["vae_checkpoint"] == tiny["vae"] and ckpt["data_path"] == tiny["data"]
+    assert ckpt["model_args"] == dict(z_dim=8, hidden=16, layers=2, dropout=0.3,
+                                      predict_sigma=False, diffs=False)
+    z = torch.randn(3, 5, 8)
+    assert torch.equal(tiny["lstm_model"].eval().rollout(z, 4), load_model(ckpt).rollout(z, 4))
+
+
+@pytest.mark.parametrize("options", [dict(loss="kl"), dict(diffs=True), dict(seq_len=4)])
+def test_lstm_options_train(tiny, tmp_path, options):
+    path = tmp_path / "lstm.pt"
+    model = train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=tiny["vae"], checkpoint=path,
+                                 out_dir=tmp_path, **{**TINY_LSTM, **options}))
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["settings"]["loss"] == options.get("loss", "mse")
+    assert model.args["predict_sigma"] == (options.get("loss") == "kl")
+    assert model.args["diffs"] == options.get("diffs", False)
+    assert all(v == v for v in ckpt["history"]["train_loss"])  # finite, not NaN
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny, tmp_path):
+    common = dict(data_path=tiny["data"], out_dir=tmp_path, checkpoint=tmp_path / "v.pt", **TINY_VAE)
+    train_vcae.main(argv(**common))
+    first = torch.load(tmp_path / "v.pt", weights_only=True)
+    train_vcae.main(argv(**{**common, "epochs": 2, "resume": True}))
+    resumed = torch.load(tmp_path / "v.pt", weights_only=True)
+    assert resumed["epoch"] == 2 and len(resumed["history"]["train_loss"]) == 2
+    assert resumed["history"]["train_loss"][0] == first["history"]["train_loss"][0]
+    with pytest.raises(UserError, match="cannot resume from .*use the same settings"):
+        train_vcae.main(argv(**{**common, "epochs": 3, "resume": True, "z_dim": 4}))
+
+
+def test_sample_video_writes_gifs_and_strips(tiny, tmp_path):
+    sample_video.main(argv(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, n_sequences=3,
+                           context=5, horizon=6))
+    gifs = sorted(p.name for p in tmp_path.glob("*.gif"))
+    assert gifs == ["mm_sample_000.gif", "mm_sample_001.gif", "mm_sample_002.gif"]
+    gif = Image.open(tmp_path / "mm_sample_001.gif")
+    assert gif.n_frames == 11  # 5 context + 6 generated (3 past the data's 8 frames)
+    assert gif.size == (2 * 128 + 6, 128 + 14)  # truth | prediction, scaled 2x, label row
+    gif.seek(4)
+    context_border = gif.convert("RGB").getpixel((0, 14))
+    gif.seek(5)
+    predicted_border = gif.convert("RGB").getpixel((0, 14))
+    assert context_border[1] > 150 and predicted_border[0] > 150  # green, then red
+    assert Image.open(tmp_path / "mm_sample_002.png").size == (11 * 66 - 2, 2 * 66 - 2)
+
+
+def test_missing_inputs_name_the_script_to_run(tmp_path):
+    cases = [
+        ("train_vcae.py", [f"--data_path={tmp_path}/none.h5"], "no dataset at", "run moving_mnist.py first"),
+        ("train_lstm.py", [f"--vae_checkpoint={tmp_path}/none.pt"], "no checkpoint at", "run train_vcae.py first"),
+        ("sample_video.py", [f"--lstm_checkpoint={tmp_path}/none.pt"], "no checkpoint at", "run train_lstm.py first"),
+    ]
+    for script, args, what, todo in cases:
+        r = run_script(script, *args, f"--out_dir={tmp_path}/out", f"--checkpoint={tmp_path}/c.pt"
+                       if script != "sample_video.py" else "--n_sequences=1", cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("error: ") and what in r.stderr and todo in r.stderr
+        assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tiny, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(open(tiny["vae"], "rb").read()[:1000])
+    with pytest.raises(UserError, match="bad.pt cannot be loaded .*run train_vcae.py again"):
+        train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=bad, checkpoint=tmp_path / "l.pt"))
+    assert not (tmp_path / "l.pt").exists()
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "out.bin") as tmp:
+            open(tmp, "wb").write(b"half")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_device_choice():
+    assert pick_device("auto").type in ("cuda", "mps", "cpu")
+    assert pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU is visible"):
+            pick_device("cuda")
+    with pytest.raises(UserError, match="is not a device"):
+        pick_device("gpu0")
