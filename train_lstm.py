@@ -30,7 +30,7 @@ dropout = 0.3  # dropout before each LSTM layer
 seq_len = 20  # frames per training sequence (random windows when shorter than the data)
 frame_skip = 1  # use every n-th frame (the film branch uses 3)
 train_sequences = 0  # training sequences to use; 0 = all
-epochs = 10  # passes over the training sequences
+epochs = 6  # passes over the training sequences
 batch_size = 128  # sequences per batch
 lr = 1e-3  # Adam learning rate (the original: 1e-4)
 grad_clip = 10.0  # gradient-norm clipping; 0 = off

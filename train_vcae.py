@@ -26,7 +26,7 @@ input_dropout = 0.0  # dropout on input pixels (the original: 0.3)
 latent_samples = 1  # z samples per frame in the loss (the original: L=2)
 train_frames = 40000  # frames drawn (once, seeded) from the training sequences; 0 = all
 val_frames = 2000  # frames drawn from the test sequences for validation; 0 = all
-epochs = 6  # passes over the train_frames
+epochs = 5  # passes over the train_frames
 batch_size = 128  # frames per batch
 lr = 1e-3  # Adam learning rate (the original's dense model used 3e-5)
 grad_clip = 0.0  # gradient-norm clipping; 0 = off

@@ -12,6 +12,7 @@ class UserError(Exception):
 
 def run_cli(main):
     """Run ``main(sys.argv[1:])``; a UserError becomes ``error: ...`` on stderr and exit 2."""
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines show up when piped to a file
     try:
         main(sys.argv[1:])
     except UserError as e:
