@@ -3,10 +3,11 @@
 Every model keeps its constructor arguments in ``self.args`` so a checkpoint can rebuild
 it with ``build_model(ckpt["model_kind"], ckpt["model_args"])``.
 """
+from models.film import ConvAutoencoder, Deconvolver, FeatureVAE
 from models.lstm import LatentLSTM
 from models.vcae import ConvVAE
 
-MODELS = {cls.__name__: cls for cls in (ConvVAE, LatentLSTM)}
+MODELS = {cls.__name__: cls for cls in (ConvVAE, LatentLSTM, ConvAutoencoder, Deconvolver, FeatureVAE)}
 
 
 def build_model(kind, args):

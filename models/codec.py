@@ -1,8 +1,16 @@
-"""Frames <-> latent codes Z, in large batches, for the LSTM stages and sampling."""
+"""Frames <-> latent codes Z, in large batches, for the LSTM stages and sampling.
+
+A codec turns uint8 frame sequences (N, T, C, H, W) into the mean and log-variance of Z
+(N, T, z_dim) and decodes Z back to float frames in [0, 1]. The Moving MNIST branch
+uses one ConvVAE; the film branch chains CAE features, the feature VAE and the
+deconvoluter.
+"""
 import numpy as np
 import torch
 
+from models import load_model
 from utils.runtime import progress
+from utils.training import load_checkpoint
 
 
 def _batched(fn, x, batch_size, desc=None):
@@ -16,18 +24,19 @@ def _batched(fn, x, batch_size, desc=None):
     return joined if len(joined) > 1 else joined[0]
 
 
-class VAECodec:
-    """Encode and decode frame sequences through a ConvVAE (Moving MNIST).
+class Codec:
+    """Batched sequence encoding/decoding around two per-batch functions of a subclass:
+    ``encode_batch(float frames (B, C, H, W)) -> (mean, logvar)`` and
+    ``decode_batch(z (B, z_dim)) -> frames in [0, 1]``."""
 
-    Frames are uint8 (N, T, C, H, W); codes are float (N, T, z_dim).
-    """
+    z_dim = None
 
-    def __init__(self, vae, device, batch_size=1024):
-        self.vae, self.device, self.batch_size = vae.eval(), device, batch_size
-        self.z_dim = vae.z_dim
+    def __init__(self, device, batch_size=1024):
+        self.device, self.batch_size = device, batch_size
 
-    def _frames_to_float(self, frames):
-        frames = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    def _to_float(self, frames):
+        if isinstance(frames, np.ndarray):
+            frames = torch.from_numpy(np.ascontiguousarray(frames))
         return frames.to(self.device).float().div_(255.0)
 
     @torch.no_grad()
@@ -35,7 +44,7 @@ class VAECodec:
         """uint8 (N, T, C, H, W) -> mean, log-variance of Z, each (N, T, z_dim) on the CPU."""
         n, t = sequences.shape[:2]
         flat = sequences.reshape(n * t, *sequences.shape[2:])
-        mean, logvar = _batched(lambda x: self.vae.encode(self._frames_to_float(x)), flat,
+        mean, logvar = _batched(lambda x: self.encode_batch(self._to_float(x)), flat,
                                 self.batch_size, desc)
         return mean.view(n, t, -1), logvar.view(n, t, -1)
 
@@ -43,6 +52,48 @@ class VAECodec:
     def decode(self, z):
         """Z (N, T, z_dim) -> frames in [0, 1], float (N, T, C, H, W) on the CPU."""
         n, t = z.shape[:2]
-        frames = _batched(lambda b: torch.sigmoid(self.vae.decode(b.to(self.device))),
-                          z.reshape(n * t, -1), self.batch_size)
+        frames = _batched(lambda b: self.decode_batch(b.to(self.device)), z.reshape(n * t, -1),
+                          self.batch_size)
         return frames.view(n, t, *frames.shape[1:])
+
+
+class VAECodec(Codec):
+    """Moving MNIST: frames in [0, 1] through one ConvVAE."""
+
+    def __init__(self, vae, device, batch_size=1024):
+        super().__init__(device, batch_size)
+        self.vae, self.z_dim = vae.eval(), vae.z_dim
+
+    def encode_batch(self, x):
+        return self.vae.encode(x)
+
+    def decode_batch(self, z):
+        return torch.sigmoid(self.vae.decode(z))
+
+
+class FilmCodec(Codec):
+    """Film: image -> CAE conv features -> feature VAE's Z -> features -> deconvoluter -> image.
+    The film models work on pixels in [-0.5, 0.5]."""
+
+    def __init__(self, cae, feature_vae, deconv, device, batch_size=256):
+        super().__init__(device, batch_size)
+        self.cae, self.vae, self.deconv = cae.eval(), feature_vae.eval(), deconv.eval()
+        self.z_dim = feature_vae.z_dim
+
+    def encode_batch(self, x):
+        return self.vae.encode(self.cae.features(x - 0.5))
+
+    def decode_batch(self, z):
+        return (self.deconv(self.vae.decode(z)) + 0.5).clamp_(0.0, 1.0)
+
+
+def load_codec(dataset, vae_checkpoint, device, deconv_checkpoint=""):
+    """The codec of a branch from its checkpoints. For the film, the feature VAE's checkpoint
+    names the CAE and deconvoluter it was trained with (``deconv_checkpoint`` overrides)."""
+    if dataset == "mnist":
+        return VAECodec(load_model(load_checkpoint(vae_checkpoint, "train_vcae.py"), device), device)
+    vae_ckpt = load_checkpoint(vae_checkpoint, "train_vae_on_convs.py")
+    cae = load_model(load_checkpoint(vae_ckpt["cae_checkpoint"], "train_cae.py"), device)
+    deconv = load_model(load_checkpoint(deconv_checkpoint or vae_ckpt["deconv_checkpoint"],
+                                        "train_deconv.py"), device)
+    return FilmCodec(cae, load_model(vae_ckpt, device), deconv, device)

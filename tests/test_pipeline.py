@@ -81,18 +81,20 @@ def test_resume_continues_from_the_last_checkpoint(tiny, tmp_path):
 
 def test_sample_video_writes_gifs_and_strips(tiny, tmp_path):
     sample_video.main(argv(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, n_sequences=3,
-                           context=5, horizon=6))
+                           context=3, horizon=5))
     gifs = sorted(p.name for p in tmp_path.glob("*.gif"))
     assert gifs == ["mm_sample_000.gif", "mm_sample_001.gif", "mm_sample_002.gif"]
     gif = Image.open(tmp_path / "mm_sample_001.gif")
-    assert gif.n_frames == 11  # 5 context + 6 generated (3 past the data's 8 frames)
+    assert gif.n_frames == 8  # 3 context + 5 generated
     assert gif.size == (2 * 128 + 6, 128 + 14)  # truth | prediction, scaled 2x, label row
-    gif.seek(4)
+    gif.seek(2)
     context_border = gif.convert("RGB").getpixel((0, 14))
-    gif.seek(5)
+    gif.seek(3)
     predicted_border = gif.convert("RGB").getpixel((0, 14))
     assert context_border[1] > 150 and predicted_border[0] > 150  # green, then red
-    assert Image.open(tmp_path / "mm_sample_002.png").size == (11 * 66 - 2, 2 * 66 - 2)
+    assert Image.open(tmp_path / "mm_sample_002.png").size == (8 * 66 - 2, 2 * 66 - 2)
+    with pytest.raises(UserError, match="no test window of 9 frames 1 apart"):
+        sample_video.main(argv(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, context=4, horizon=5))
 
 
 def test_missing_inputs_name_the_script_to_run(tmp_path):

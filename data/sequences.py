@@ -1,0 +1,90 @@
+"""Frame sequences for the LSTM stages, the same way for both branches.
+
+A split becomes a list of "clips" (runs of consecutive frames: one Moving MNIST sequence,
+or one crop of one film file's block), stored as one frame array with the clip lengths
+and the shot cuts inside each clip. Training and sampling take windows of ``seq_len``
+frames ``frame_skip`` apart that stay inside one clip and cross no cut.
+"""
+import numpy as np
+import torch
+
+from data.film import centre_crop, read_clips
+from data.h5 import read_frames
+from utils.errors import UserError
+
+BRANCHES = {  # per-dataset defaults for the settings the two branches do not share
+    "mnist": dict(data_path="data/moving_mnist.h5", vae_checkpoint="checkpoints/mm_vcae.pt",
+                  lstm_checkpoint="checkpoints/mm_lstm.pt", frame_skip=1, seq_len=20,
+                  batch_size=128, context=10, horizon=10, prefix="mm_sample",
+                  made_by="moving_mnist.py"),
+    "film": dict(data_path="data/film.h5", vae_checkpoint="checkpoints/film_vae_on_convs.pt",
+                 lstm_checkpoint="checkpoints/film_lstm.pt", frame_skip=3, seq_len=10,
+                 batch_size=16, context=5, horizon=5, prefix="film_sample",
+                 made_by="extract_pulp_frames.py"),
+}
+
+
+def fill_branch_defaults(cfg, renames=None):
+    """Replace settings left at "" or 0 by the dataset's default. ``renames`` maps a
+    setting name to its key in BRANCHES (e.g. checkpoint -> lstm_checkpoint)."""
+    branch = BRANCHES[cfg.dataset]
+    for name in cfg:
+        key = (renames or {}).get(name, name)
+        if key in branch and cfg[name] in ("", 0):
+            cfg[name] = branch[key]
+    return cfg
+
+
+def split_clips(dataset, data_path, split, crop=64, n_crops=1, limit=0):
+    """Frames of ``split`` as clips.
+
+    Returns (frames uint8 (F, C, S, S) ndarray, lengths list, cuts list of arrays relative
+    to each clip). Film frames are cropped to crop x crop: ``n_crops`` evenly spaced crops
+    per file (1 = the centre crop), each its own clip.
+    """
+    if dataset == "mnist":
+        seqs = read_frames(data_path, split, BRANCHES["mnist"]["made_by"], limit)
+        n, t = seqs.shape[:2]
+        return seqs.reshape(n * t, *seqs.shape[2:]), [t] * n, [np.zeros(0, np.int64)] * n
+    frames, lengths, cuts = [], [], []
+    for clip in read_clips(data_path, split):
+        f = clip["frames"]
+        if not len(f):
+            continue
+        h, w = f.shape[-2:]
+        if min(h, w) < crop:
+            raise UserError(f"{data_path} frames are {h}x{w}, smaller than the {crop} px crop")
+        if n_crops == 1:
+            frames.append(centre_crop(f, crop, crop))
+        else:
+            for top, left in zip(np.linspace(0, h - crop, n_crops).astype(int),
+                                 np.linspace(0, w - crop, n_crops).astype(int)):
+                frames.append(f[..., top:top + crop, left:left + crop])
+                lengths.append(len(f))
+                cuts.append(clip["cuts"])
+            continue
+        lengths.append(len(f))
+        cuts.append(clip["cuts"])
+    if not frames:
+        raise UserError(f"{data_path} has no {split} frames")
+    return np.concatenate(frames), lengths, cuts
+
+
+def windows(lengths, cuts, seq_len, frame_skip):
+    """Index windows (W, seq_len) into the concatenated clips: every start whose
+    ``seq_len`` frames, ``frame_skip`` apart, lie in one clip and cross no cut. Ordered
+    first window of each clip, then second windows, and so on."""
+    span = (seq_len - 1) * frame_skip
+    per_clip, offset = [], 0
+    for length, clip_cuts in zip(lengths, cuts):
+        starts = np.arange(max(0, length - span))
+        if len(clip_cuts):  # a cut c (frame c starts a new shot) lies inside (s, s + span]
+            crossing = ((clip_cuts[None, :] > starts[:, None]) &
+                        (clip_cuts[None, :] <= starts[:, None] + span)).any(1)
+            starts = starts[~crossing]
+        per_clip.append(offset + starts)
+        offset += length
+    ranked = [(rank, c, s) for c, starts in enumerate(per_clip) for rank, s in enumerate(starts)]
+    ranked.sort()
+    first = np.array([s for _, _, s in ranked], np.int64)
+    return torch.from_numpy(first[:, None] + frame_skip * np.arange(seq_len)[None, :])

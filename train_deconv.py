@@ -1,0 +1,60 @@
+"""Stage 3 (film): the "deconvoluter", from the CAE's conv features back to the image.
+
+Reads data/film.h5 and the CAE checkpoint (kept frozen); trains on random crops with an
+MSE loss. Writes the checkpoint, a grid of originals (top) and images rebuilt from their
+features (bottom), and the loss history as CSV and PNG.
+"""
+import os
+
+import torch
+
+from data.film import crop_batches, to_centred_float
+from models import load_model
+from models.film import Deconvolver, pixel_mse
+from utils.errors import run_cli
+from utils.images import save_grid
+from utils.runtime import pick_device, seed_everything
+from utils.settings import parse_settings
+from utils.training import fit, load_checkpoint
+
+# -----------------------------------------------------------------------------
+data_path = "data/film.h5"  # frames written by extract_pulp_frames.py
+cae_checkpoint = "checkpoints/film_cae.pt"  # feature extractor written by train_cae.py
+checkpoint = "checkpoints/film_deconv.pt"  # checkpoint to write (and resume from)
+out_dir = "samples"  # grid and loss curves go here
+epochs = 20  # passes over the training frames
+batch_size = 32  # frames per batch (the original: 128, on a far longer film)
+lr = 3e-3  # Adam learning rate
+grad_clip = 10.0  # gradient-norm clipping; 0 = off
+resume = False  # continue from the checkpoint if it exists
+device = "auto"  # auto = cuda, then mps, else cpu
+seed = 1337  # seeds the crops, the initial weights and the batch order
+# -----------------------------------------------------------------------------
+
+
+def main(argv=None):
+    cfg = parse_settings(__file__, globals(), argv)
+    seed_everything(cfg.seed)
+    dev = pick_device(cfg.device)
+    cae = load_model(load_checkpoint(cfg.cae_checkpoint, "train_cae.py"), dev).requires_grad_(False)
+    crop = cae.args["image_size"]
+    train_batches, val_batches, val = crop_batches(cfg.data_path, crop, cfg.batch_size, dev, cfg.seed)
+
+    model = Deconvolver(channels=cae.args["channels"], widths=cae.args["widths"]).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    fit(model, optimizer, train_batches, val_batches,
+        lambda m, x: pixel_mse(m(cae.features(x)), x), cfg, cfg.checkpoint, "train_deconv.py",
+        cfg.out_dir, extra={"data_path": cfg.data_path, "cae_checkpoint": cfg.cae_checkpoint})
+
+    model.eval()
+    originals = to_centred_float(val[torch.linspace(0, len(val) - 1, 10).long()]).to(dev)
+    with torch.no_grad():
+        rebuilt = model(cae.features(originals))
+    grid_path = os.path.join(cfg.out_dir, "film_deconv_reconstructions.png")
+    save_grid(grid_path, (torch.stack([originals, rebuilt]) + 0.5).cpu())
+    print(f"wrote {cfg.checkpoint} and {grid_path}")
+    return model
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,73 @@
+"""Stage 4 (film): a VAE from the CAE's conv features to a 256-d latent Z.
+
+Reads data/film.h5, the CAE checkpoint (frozen) and, for the picture of the whole chain,
+the deconvoluter checkpoint. Gaussian likelihood with a learned per-dimension log-sigma
+floored at -10, as the original. Writes the checkpoint, a grid with rows: originals;
+image -> features -> deconv; image -> features -> Z -> features -> deconv (the full
+chain the LSTM works through), and the loss history as CSV and PNG.
+"""
+import os
+
+import torch
+
+from data.film import crop_batches, to_centred_float
+from models import load_model
+from models.film import FeatureVAE
+from utils.errors import run_cli
+from utils.images import save_grid
+from utils.runtime import pick_device, seed_everything
+from utils.settings import parse_settings
+from utils.training import fit, load_checkpoint
+
+# -----------------------------------------------------------------------------
+data_path = "data/film.h5"  # frames written by extract_pulp_frames.py
+cae_checkpoint = "checkpoints/film_cae.pt"  # feature extractor written by train_cae.py
+deconv_checkpoint = "checkpoints/film_deconv.pt"  # features -> image, written by train_deconv.py
+checkpoint = "checkpoints/film_vae_on_convs.pt"  # checkpoint to write (and resume from)
+out_dir = "samples"  # grid and loss curves go here
+z_dim = 256  # size of the latent code Z
+hidden = 1500  # softplus units in the encoder's and decoder's hidden layer
+log_sigma_floor = -10.0  # lower bound of the learned log-sigma of the features
+latent_samples = 2  # z samples per frame in the loss (the original: L=2)
+epochs = 20  # passes over the training frames
+batch_size = 32  # frames per batch
+lr = 1e-3  # Adam learning rate (the original: 1e-5, on a far longer film)
+grad_clip = 10.0  # gradient-norm clipping; 0 = off
+resume = False  # continue from the checkpoint if it exists
+device = "auto"  # auto = cuda, then mps, else cpu
+seed = 1337  # seeds the crops, the initial weights and the batch order
+# -----------------------------------------------------------------------------
+
+
+def main(argv=None):
+    cfg = parse_settings(__file__, globals(), argv)
+    seed_everything(cfg.seed)
+    dev = pick_device(cfg.device)
+    cae = load_model(load_checkpoint(cfg.cae_checkpoint, "train_cae.py"), dev).requires_grad_(False)
+    deconv = load_model(load_checkpoint(cfg.deconv_checkpoint, "train_deconv.py"), dev)
+    train_batches, val_batches, val = crop_batches(cfg.data_path, cae.args["image_size"],
+                                                   cfg.batch_size, dev, cfg.seed)
+
+    model = FeatureVAE(feature_shape=cae.feature_shape, z_dim=cfg.z_dim, hidden=cfg.hidden,
+                       log_sigma_floor=cfg.log_sigma_floor).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    fit(model, optimizer, train_batches, val_batches,
+        lambda m, x: m.loss(cae.features(x), cfg.latent_samples), cfg, cfg.checkpoint,
+        "train_vae_on_convs.py", cfg.out_dir,
+        extra={"data_path": cfg.data_path, "cae_checkpoint": cfg.cae_checkpoint,
+               "deconv_checkpoint": cfg.deconv_checkpoint})
+
+    model.eval()
+    originals = to_centred_float(val[torch.linspace(0, len(val) - 1, 10).long()]).to(dev)
+    with torch.no_grad():
+        features = cae.features(originals)
+        direct = deconv(features)
+        chain = deconv(model.decode(model.encode(features)[0]))
+    grid_path = os.path.join(cfg.out_dir, "film_vae_on_convs_chain.png")
+    save_grid(grid_path, (torch.stack([originals, direct, chain]) + 0.5).cpu())
+    print(f"wrote {cfg.checkpoint} and {grid_path}")
+    return model
+
+
+if __name__ == "__main__":
+    run_cli(main)
