@@ -24,7 +24,7 @@ crop = 64  # square crop size fed to the network
 widths = [32, 64, 64]  # channels of the conv layers (the original: 16, 32, 32)
 bottleneck = 512  # dense code between encoder and decoder
 input_dropout = 0.2  # dropout on input pixels
-epochs = 10  # passes over the training frames
+epochs = 20  # passes over the training frames
 batch_size = 8  # frames per batch
 lr = 1e-3  # Adam learning rate
 grad_clip = 10.0  # gradient-norm clipping; 0 = off

@@ -29,7 +29,7 @@ z_dim = 256  # size of the latent code Z
 hidden = 1500  # softplus units in the encoder's and decoder's hidden layer
 log_sigma_floor = -10.0  # lower bound of the learned log-sigma of the features
 latent_samples = 2  # z samples per frame in the loss (the original: L=2)
-epochs = 20  # passes over the training frames
+epochs = 100  # passes over the training frames
 batch_size = 32  # frames per batch
 lr = 1e-3  # Adam learning rate (the original: 1e-5, on a far longer film)
 grad_clip = 10.0  # gradient-norm clipping; 0 = off
