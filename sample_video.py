@@ -9,6 +9,7 @@ Everything it needs comes from the LSTM checkpoint: dataset, encoder, frame skip
 """
 import os
 
+import numpy as np
 import torch
 
 from data.sequences import BRANCHES, split_clips, windows
@@ -16,6 +17,7 @@ from models import load_model
 from models.codec import load_codec
 from utils.errors import UserError, run_cli
 from utils.images import prediction_panels, save_gif, save_grid
+from utils.metrics import StepAverages, write_report
 from utils.runtime import pick_device, seed_everything
 from utils.settings import parse_settings
 from utils.training import load_checkpoint
@@ -30,6 +32,9 @@ n_sequences = 8  # test windows to predict
 first_sequence = 0  # skip this many test windows
 context = 0  # real frames fed before generating; 0 = 10 (mnist) or 5 (film)
 horizon = 0  # frames generated from the LSTM's own output; 0 = 10 (mnist) or 5 (film)
+temperature = 0.0  # 0 = feed back the predicted mean; > 0 = sample (kl, mdn) at this temperature
+n_eval = 1000  # test windows scored for the metrics report (model and baselines); 0 = none
+eval_batch = 250  # windows per batch while scoring
 frames_per_second = 4  # GIF speed
 gif_scale = 2  # GIF pixels per frame pixel
 device = "auto"  # auto = cuda, then mps, else cpu
@@ -37,14 +42,41 @@ seed = 1337  # seeds anything random in sampling
 # -----------------------------------------------------------------------------
 
 
-def predict(model, codec, sequences, context, horizon):
+def predict(model, codec, sequences, context, horizon, temperature=0.0):
     """Prime on ``context`` real frames of ``sequences`` uint8 (N, T, C, H, W), generate
     ``horizon`` more. Returns float frames (N, context + horizon, C, H, W): the codec's
     reconstructions of the context frames followed by the decoded predictions."""
     mean, _ = codec.encode(sequences[:, :context])
     with torch.no_grad():
-        future = model.rollout(mean.to(codec.device), horizon).cpu()
+        future = model.rollout(mean.to(codec.device), horizon, temperature).cpu()
     return codec.decode(torch.cat([mean, future], dim=1))
+
+
+def mean_training_frame(dataset, data_path):
+    """Pixel-wise mean of (up to 1000 sequences of) the training frames, float (C, H, W) in [0, 1]."""
+    frames = split_clips(dataset, data_path, "train", limit=1000)[0]
+    total = torch.zeros(frames.shape[1:], dtype=torch.float64)
+    for s in range(0, len(frames), 4096):
+        total += torch.from_numpy(frames[s:s + 4096]).double().sum(0)
+    return (total / len(frames) / 255.0).float()
+
+
+def score(model, codec, frames, context, horizon, mean_frame, batch_size, temperature=0.0):
+    """Per-step metrics of the model and the baselines on uint8 windows (N, context + horizon, ...).
+
+    Baselines: copy_last (the last context frame, repeated), mean_frame (the mean training
+    frame) and autoencoder (the true future frames through encode -> decode: the ceiling
+    the LSTM cannot beat, separating the autoencoder's error from the LSTM's)."""
+    methods = {name: StepAverages() for name in ("model", "copy_last", "mean_frame", "autoencoder")}
+    for s in range(0, len(frames), batch_size):
+        window = frames[s:s + batch_size]
+        truth = torch.from_numpy(window[:, context:]).float() / 255.0
+        last = torch.from_numpy(window[:, context - 1:context]).float() / 255.0
+        methods["model"].add(predict(model, codec, window, context, horizon, temperature)[:, context:], truth)
+        methods["copy_last"].add(last.expand_as(truth), truth)
+        methods["mean_frame"].add(mean_frame.expand_as(truth), truth)
+        methods["autoencoder"].add(codec.decode(codec.encode(window[:, context:])[0]), truth)
+    return {name: acc.result() for name, acc in methods.items()}
 
 
 def held_out_windows(dataset, data_path, steps, frame_skip, first, count):
@@ -74,7 +106,23 @@ def main(argv=None):
     test = held_out_windows(dataset, cfg.data_path or lstm_ckpt["data_path"], context + horizon,
                         lstm_ckpt["frame_skip"], cfg.first_sequence, cfg.n_sequences)
 
-    predicted = predict(model, codec, test, context, horizon)
+    if cfg.n_eval > 0:
+        data_path = cfg.data_path or lstm_ckpt["data_path"]
+        frames = held_out_windows(dataset, data_path, context + horizon, lstm_ckpt["frame_skip"], 0,
+                                  cfg.n_eval)
+        scores = score(model, codec, frames, context, horizon,
+                       mean_training_frame(dataset, data_path), cfg.eval_batch, cfg.temperature)
+        report = {"context": context, "horizon": horizon, "n_sequences": len(frames),
+                  "model": scores.pop("model"), "baselines": scores, "dataset": dataset,
+                  "lstm_checkpoint": cfg.lstm_checkpoint, "frame_skip": lstm_ckpt["frame_skip"]}
+        path = write_report(cfg.out_dir, branch["metrics"], report)
+        print(f"scored {len(frames)} test windows ({context} in, {horizon} predicted): mean MSE per "
+              f"frame {np.mean(report['model']['mse']):.1f} (copy last "
+              f"{np.mean(scores['copy_last']['mse']):.1f}, mean frame {np.mean(scores['mean_frame']['mse']):.1f}, "
+              f"autoencoder {np.mean(scores['autoencoder']['mse']):.1f}); SSIM "
+              f"{np.mean(report['model']['ssim']):.3f}; wrote {path}")
+
+    predicted = predict(model, codec, test, context, horizon, cfg.temperature)
     truth = torch.from_numpy(test).float() / 255.0
     for i in range(len(test)):
         name = os.path.join(cfg.out_dir, f"{prefix}_{cfg.first_sequence + i:03d}")

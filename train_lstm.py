@@ -11,7 +11,7 @@ import torch
 
 from data.sequences import fill_branch_defaults, split_clips, windows
 from models.codec import load_codec
-from models.lstm import LatentLSTM, gaussian_kl, latent_mse
+from models.lstm import LatentLSTM, prediction_loss
 from utils.errors import UserError, run_cli
 from utils.runtime import pick_device, seed_everything
 from utils.settings import parse_settings
@@ -23,8 +23,11 @@ data_path = ""  # "" = data/moving_mnist.h5 (mnist) or data/film.h5 (film)
 vae_checkpoint = ""  # "" = checkpoints/mm_vcae.pt or checkpoints/film_vae_on_convs.pt
 checkpoint = ""  # checkpoint to write; "" = checkpoints/mm_lstm.pt or checkpoints/film_lstm.pt
 out_dir = "samples"  # loss curves go here
-loss = "mse"  # mse (squared error on Z) or kl (predicted Gaussian vs the encoder's)
+loss = "mse"  # mse (squared error on Z), kl (predicted Gaussian vs the encoder's) or mdn (mixture likelihood)
+components = 5  # mdn: Gaussian components per Z dimension
 diffs = False  # predict the change of Z between frames instead of Z itself
+rollout = True  # after train_context true frames, feed the LSTM its own predictions (False: teacher forcing throughout, as the original)
+train_context = 0  # true frames before the rollout; 0 = the sampling context (10 mnist, 5 film)
 hidden = 1024  # LSTM units per layer (the original: 1024)
 layers = 2  # stacked LSTM layers
 dropout = 0.3  # dropout before each LSTM layer
@@ -54,19 +57,17 @@ def encode_windows(codec, cfg, split, n_crops, limit=0):
     return mean[0], logvar[0], index
 
 
-def sequence_loss(model, batch, kind):
-    """Teacher-forced loss of predicting Z[t+1] from Z[1..t]; batch = (mean, logvar) (B, T, z)."""
+def sequence_loss(model, batch, kind, context):
+    """Loss of predicting Z[t+1] for every t of a window; batch = (mean, logvar), each (B, T, z).
+    ``context`` true frames are fed before the LSTM runs on its own predictions."""
     mean, logvar = batch
-    pred_mean, pred_log_sigma, _ = model(mean[:, :-1])
-    if kind == "kl":
-        return gaussian_kl(mean[:, 1:], logvar[:, 1:], pred_mean, pred_log_sigma)
-    return latent_mse(pred_mean, mean[:, 1:])
+    return prediction_loss(model.unroll(mean, context), mean[:, 1:], logvar[:, 1:], kind)
 
 
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv,
-                         choices={"dataset": ("mnist", "film"), "loss": ("mse", "kl")})
-    fill_branch_defaults(cfg, {"checkpoint": "lstm_checkpoint"})
+                         choices={"dataset": ("mnist", "film"), "loss": ("mse", "kl", "mdn")})
+    fill_branch_defaults(cfg, {"checkpoint": "lstm_checkpoint", "train_context": "context"})
     if cfg.seq_len < 2 or cfg.frame_skip < 1 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.film_crops < 1:
         raise UserError("--seq_len must be at least 2; --frame_skip, --epochs, --batch_size "
                         "and --film_crops at least 1")
@@ -83,15 +84,17 @@ def main(argv=None):
     train_mean, train_logvar, val_mean, val_logvar = (
         t.to(dev) for t in (train_mean, train_logvar, val_mean, val_logvar))
     model = LatentLSTM(z_dim=codec.z_dim, hidden=cfg.hidden, layers=cfg.layers,
-                       dropout=cfg.dropout, predict_sigma=cfg.loss == "kl", diffs=cfg.diffs).to(dev)
+                       dropout=cfg.dropout, output={"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[cfg.loss],
+                       components=cfg.components, diffs=cfg.diffs).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    context = cfg.train_context if cfg.rollout else cfg.seq_len
     train_batches = Batches([train_index], cfg.batch_size, dev, shuffle=True, seed=cfg.seed,
                             transform=lambda i: (train_mean[i], train_logvar[i]))
     val_batches = Batches([val_index], cfg.batch_size, dev,
                           transform=lambda i: (val_mean[i], val_logvar[i]))
 
     fit(model, optimizer, train_batches, val_batches,
-        lambda m, b: sequence_loss(m, b, cfg.loss), cfg, cfg.checkpoint, "train_lstm.py",
+        lambda m, b: sequence_loss(m, b, cfg.loss, context), cfg, cfg.checkpoint, "train_lstm.py",
         cfg.out_dir, extra={"dataset": cfg.dataset, "data_path": cfg.data_path,
                             "vae_checkpoint": cfg.vae_checkpoint, "frame_skip": cfg.frame_skip})
     print(f"wrote {cfg.checkpoint}")

@@ -15,11 +15,11 @@ from utils.errors import UserError
 BRANCHES = {  # per-dataset defaults for the settings the two branches do not share
     "mnist": dict(data_path="data/moving_mnist.h5", vae_checkpoint="checkpoints/mm_vcae.pt",
                   lstm_checkpoint="checkpoints/mm_lstm.pt", frame_skip=1, seq_len=20,
-                  batch_size=128, context=10, horizon=10, prefix="mm_sample",
+                  batch_size=128, context=10, horizon=10, prefix="mm_sample", metrics="metrics",
                   made_by="moving_mnist.py"),
     "film": dict(data_path="data/film.h5", vae_checkpoint="checkpoints/film_vae_on_convs.pt",
                  lstm_checkpoint="checkpoints/film_lstm.pt", frame_skip=3, seq_len=10,
-                 batch_size=16, context=5, horizon=5, prefix="film_sample",
+                 batch_size=16, context=5, horizon=5, prefix="film_sample", metrics="film_metrics",
                  made_by="extract_pulp_frames.py"),
 }
 
@@ -30,7 +30,7 @@ def fill_branch_defaults(cfg, renames=None):
     branch = BRANCHES[cfg.dataset]
     for name in cfg:
         key = (renames or {}).get(name, name)
-        if key in branch and cfg[name] in ("", 0):
+        if key in branch and not isinstance(cfg[name], bool) and cfg[name] in ("", 0):
             cfg[name] = branch[key]
     return cfg
 

@@ -1,6 +1,23 @@
-"""LSTM over latent codes: given Z of frames 1..t, predict Z of frame t+1."""
+"""LSTM over latent codes: given Z of frames 1..t, predict Z of frame t+1.
+
+Three output heads: ``mean`` (a point prediction, trained with MSE on Z), ``gaussian``
+(mean and log-sigma, trained with a KL divergence to the encoder's Gaussian) and ``mdn``
+(a mixture of K Gaussians per Z dimension, Graves 2013, trained by likelihood).
+"""
+import math
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+OUTPUTS = ("mean", "gaussian", "mdn")
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 3.0
+
+
+def bounded_log_sigma(raw):
+    """Squash to [LOG_SIGMA_MIN, LOG_SIGMA_MAX] smoothly: gradients never vanish at a clamp."""
+    mid, half = (LOG_SIGMA_MAX + LOG_SIGMA_MIN) / 2, (LOG_SIGMA_MAX - LOG_SIGMA_MIN) / 2
+    return mid + half * torch.tanh(raw / half)
 
 
 class LatentLSTM(nn.Module):
@@ -11,53 +28,102 @@ class LatentLSTM(nn.Module):
         hidden: LSTM units per layer (the original: 1024).
         layers: stacked LSTM layers (the original: 2).
         dropout: dropout before each layer (the original: 0.3).
-        predict_sigma: also predict a log-sigma per dimension (for the KL loss).
+        output: ``mean``, ``gaussian`` or ``mdn`` (see the module docstring).
+        components: mixture components per Z dimension for ``mdn``.
         diffs: predict the change of Z (z[t+1] - z[t]) and add it to z[t].
     """
 
-    def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, predict_sigma=False,
+    def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
                  diffs=False):
         super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.args = dict(z_dim=z_dim, hidden=hidden, layers=layers, dropout=dropout,
-                         predict_sigma=predict_sigma, diffs=diffs)
-        self.z_dim, self.diffs = z_dim, diffs
+                         output=output, components=components, diffs=diffs)
+        self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
         self.input_dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(z_dim, hidden, layers, batch_first=True,
                             dropout=dropout if layers > 1 else 0.0)
         # learned initial states, as in the original
         self.h0 = nn.Parameter(torch.zeros(layers, 1, hidden))
         self.c0 = nn.Parameter(torch.zeros(layers, 1, hidden))
-        self.to_mean = nn.Linear(hidden, z_dim)
-        self.to_log_sigma = nn.Linear(hidden, z_dim) if predict_sigma else None
+        per_dim = {"mean": 1, "gaussian": 2, "mdn": 3 * components}[output]
+        self.head = nn.Linear(hidden, z_dim * per_dim)
 
     def initial_state(self, batch):
         return (self.h0.expand(-1, batch, -1).contiguous(), self.c0.expand(-1, batch, -1).contiguous())
 
     def forward(self, z, state=None):
-        """z (B, T, z_dim) -> predicted mean of the next Z (B, T, z_dim), its log-sigma
-        (B, T, z_dim) or None, and the LSTM state after the last step."""
+        """z (B, T, z_dim) -> (prediction of each next Z, LSTM state after the last step).
+
+        The prediction is a dict of (B, T, z_dim) tensors: ``mean`` always (for mdn, the
+        mixture's mean), ``log_sigma`` for gaussian; ``logits``, ``means``, ``log_sigmas``
+        (B, T, z_dim, K) for mdn.
+        """
         if state is None:
             state = self.initial_state(z.shape[0])
         h, state = self.lstm(self.input_dropout(z), state)
-        mean = self.to_mean(h)
-        if self.diffs:
-            mean = mean + z
-        log_sigma = None
-        if self.to_log_sigma is not None:
-            log_sigma = self.to_log_sigma(h).clamp(-10.0, 5.0)
-        return mean, log_sigma, state
+        raw = self.head(h)
+        base = z if self.diffs else 0.0
+        if self.output == "mean":
+            return {"mean": raw + base}, state
+        if self.output == "gaussian":
+            mean, log_sigma = raw.chunk(2, dim=-1)
+            return {"mean": mean + base, "log_sigma": bounded_log_sigma(log_sigma)}, state
+        logits, means, log_sigmas = raw.unflatten(-1, (self.z_dim, 3 * self.k)).chunk(3, dim=-1)
+        means = means + (z.unsqueeze(-1) if self.diffs else 0.0)
+        weights = torch.softmax(logits, dim=-1)
+        return {"mean": (weights * means).sum(-1), "logits": logits, "means": means,
+                "log_sigmas": bounded_log_sigma(log_sigmas)}, state
+
+    def unroll(self, z, context):
+        """Teacher-forced on z[:, :context], then fed its own predicted means.
+
+        z (B, T, z_dim) -> predictions (dict as in forward) for frames 2..T, (B, T-1, ...).
+        With context >= T - 1 this is plain teacher forcing at every step."""
+        out, state = self(z[:, :max(1, min(context, z.shape[1] - 1))])
+        steps = [out]
+        for _ in range(z.shape[1] - 1 - out["mean"].shape[1]):
+            out, state = self(out["mean"][:, -1:], state)
+            steps.append(out)
+        return {k: torch.cat([s[k] for s in steps], dim=1) for k in steps[0]}
 
     @torch.no_grad()
-    def rollout(self, context, horizon):
-        """Prime on ``context`` (B, K, z_dim), then feed back its own predicted means for
-        ``horizon`` steps. Returns the predicted Z of frames K+1..K+horizon, (B, horizon, z_dim)."""
-        mean, _, state = self(context)
-        step = mean[:, -1:]
-        out = [step]
+    def rollout(self, context, horizon, temperature=0.0, generator=None):
+        """Prime on ``context`` (B, K, z_dim), then generate ``horizon`` steps, feeding back
+        its own prediction: the mean at temperature 0, else (mdn, gaussian) a sample drawn
+        at that temperature. Returns Z of frames K+1..K+horizon, (B, horizon, z_dim)."""
+        out, state = self(context)
+        step = self.draw(out, temperature, generator)[:, -1:]
+        steps = [step]
         for _ in range(horizon - 1):
-            step, _, state = self(step, state)
-            out.append(step)
-        return torch.cat(out, dim=1)
+            out, state = self(step, state)
+            step = self.draw(out, temperature, generator)
+            steps.append(step)
+        return torch.cat(steps, dim=1)
+
+    def draw(self, out, temperature, generator=None):
+        """The next Z from a prediction: its mean when temperature is 0 (for mdn at a
+        temperature near 0, the mean of the most likely component)."""
+        if temperature <= 0 or self.output == "mean":
+            return out["mean"]
+        if self.output == "gaussian":
+            noise = torch.randn(out["mean"].shape, generator=generator, device=out["mean"].device)
+            return out["mean"] + math.sqrt(temperature) * out["log_sigma"].exp() * noise
+        return mdn_sample(out, temperature, generator)
+
+
+def mdn_sample(out, temperature, generator=None):
+    """Sample a mixture per dimension: component from softmax(logits / T), then its
+    Gaussian with variance scaled by T. As T -> 0 this is the most likely component's mean."""
+    logits = out["logits"] / max(temperature, 1e-8)
+    probs = torch.softmax(logits, dim=-1)
+    flat = probs.reshape(-1, probs.shape[-1])
+    pick = torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1] + (1,))
+    mean = out["means"].gather(-1, pick).squeeze(-1)
+    sigma = out["log_sigmas"].gather(-1, pick).squeeze(-1).exp()
+    noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+    return mean + math.sqrt(temperature) * sigma * noise
 
 
 def latent_mse(pred_mean, target_mean):
@@ -74,3 +140,22 @@ def gaussian_kl(target_mean, target_logvar, pred_mean, pred_log_sigma):
     kl = 0.5 * (pred_logvar - target_logvar
                 + (target_logvar.exp() + (target_mean - pred_mean).pow(2)) / pred_logvar.exp() - 1.0)
     return kl.sum(-1).mean()
+
+
+def mdn_nll(out, target):
+    """Negative log-likelihood of ``target`` (B, T, z_dim) under the per-dimension mixtures,
+    summed over dimensions, mean over batch and time; log-sum-exp keeps it finite."""
+    log_weights = torch.log_softmax(out["logits"], dim=-1)
+    log_sigmas = out["log_sigmas"]
+    z = (target.unsqueeze(-1) - out["means"]) * torch.exp(-log_sigmas)
+    log_prob = -0.5 * z.pow(2) - log_sigmas - 0.5 * math.log(2 * math.pi)
+    return -torch.logsumexp(log_weights + log_prob, dim=-1).sum(-1).mean()
+
+
+def prediction_loss(out, target_mean, target_logvar, kind):
+    """The LSTM's training loss for one of the ``kind``s mse, kl, mdn."""
+    if kind == "kl":
+        return gaussian_kl(target_mean, target_logvar, out["mean"], out["log_sigma"])
+    if kind == "mdn":
+        return mdn_nll(out, target_mean)
+    return latent_mse(out["mean"], target_mean)

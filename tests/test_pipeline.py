@@ -49,22 +49,27 @@ def test_lstm_checkpoint_records_its_vae_and_reloads_identically(tiny):
     ckpt = torch.load(tiny["lstm"], weights_only=True)
     assert CHECKPOINT_KEYS <= set(ckpt) and ckpt["model_kind"] == "LatentLSTM"
     assert ckpt["vae_checkpoint"] == tiny["vae"] and ckpt["data_path"] == tiny["data"]
-    assert ckpt["model_args"] == dict(z_dim=8, hidden=16, layers=2, dropout=0.3,
-                                      predict_sigma=False, diffs=False)
+    assert ckpt["model_args"] == dict(z_dim=8, hidden=16, layers=2, dropout=0.3, output="mean",
+                                      components=5, diffs=False)
+    assert ckpt["settings"]["rollout"] is True and ckpt["settings"]["train_context"] == 10
     z = torch.randn(3, 5, 8)
     assert torch.equal(tiny["lstm_model"].eval().rollout(z, 4), load_model(ckpt).rollout(z, 4))
 
 
-@pytest.mark.parametrize("options", [dict(loss="kl"), dict(diffs=True), dict(seq_len=4)])
+@pytest.mark.parametrize("options", [dict(loss="kl"), dict(loss="mdn", components=3), dict(diffs=True),
+                                     dict(seq_len=4), dict(rollout=False)])
 def test_lstm_options_train(tiny, tmp_path, options):
     path = tmp_path / "lstm.pt"
     model = train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=tiny["vae"], checkpoint=path,
-                                 out_dir=tmp_path, **{**TINY_LSTM, **options}))
+                                 out_dir=tmp_path, train_context=3, **{**TINY_LSTM, **options}))
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["settings"]["loss"] == options.get("loss", "mse")
-    assert model.args["predict_sigma"] == (options.get("loss") == "kl")
+    assert model.args["output"] == {"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[options.get("loss", "mse")]
     assert model.args["diffs"] == options.get("diffs", False)
     assert all(v == v for v in ckpt["history"]["train_loss"])  # finite, not NaN
+    sample_video.main(argv(lstm_checkpoint=path, out_dir=tmp_path, n_sequences=1, context=3, horizon=4,
+                           n_eval=4, temperature=0.5))
+    assert (tmp_path / "mm_sample_000.gif").exists() and (tmp_path / "metrics.json").exists()
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny, tmp_path):
@@ -81,7 +86,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny, tmp_path):
 
 def test_sample_video_writes_gifs_and_strips(tiny, tmp_path):
     sample_video.main(argv(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, n_sequences=3,
-                           context=3, horizon=5))
+                           context=3, horizon=5, n_eval=0))
     gifs = sorted(p.name for p in tmp_path.glob("*.gif"))
     assert gifs == ["mm_sample_000.gif", "mm_sample_001.gif", "mm_sample_002.gif"]
     gif = Image.open(tmp_path / "mm_sample_001.gif")

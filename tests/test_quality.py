@@ -1,0 +1,102 @@
+"""Evaluation metrics, baselines, the metrics report, and the LSTM's training modes and MDN head."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import sample_video
+from models.lstm import LatentLSTM, mdn_nll, mdn_sample, prediction_loss
+from tests.conftest import argv
+from utils.metrics import StepAverages, frame_scores
+
+
+def test_identical_frames_score_perfectly():
+    x = torch.rand(3, 4, 1, 32, 32)
+    s = frame_scores(x, x.clone())
+    assert torch.all(s["mse"] == 0) and torch.all(s["mae"] == 0)
+    assert torch.allclose(s["ssim"], torch.ones(3, 4, dtype=torch.float64), atol=1e-6)
+    assert torch.all(s["psnr"] >= 99)
+
+
+def test_known_difference_gives_known_mse_mae_psnr():
+    truth = torch.zeros(2, 1, 1, 64, 64)
+    prediction = torch.full_like(truth, 0.1)
+    s = frame_scores(prediction, truth)
+    assert torch.allclose(s["mse"], torch.full((2, 1), 64 * 64 * 0.01, dtype=torch.float64))
+    assert torch.allclose(s["mae"], torch.full((2, 1), 64 * 64 * 0.1, dtype=torch.float64))
+    assert torch.allclose(s["psnr"], torch.full((2, 1), 20.0, dtype=torch.float64))  # 10 log10(1 / 0.01)
+    half = truth.clone()
+    half[..., :32] = 1.0  # half the pixels wrong by 1
+    assert float(frame_scores(half, truth)["mse"][0, 0]) == 64 * 32
+
+
+def test_step_averages_average_over_sequences_per_step():
+    acc = StepAverages()
+    truth = torch.zeros(4, 3, 1, 16, 16)
+    pred = truth.clone()
+    pred[:, 2] = 0.5  # only the third step is wrong
+    acc.add(pred[:2], truth[:2])
+    acc.add(pred[2:], truth[2:])
+    r = acc.result()
+    assert r["mse"] == [0.0, 0.0, 16 * 16 * 0.25] and len(r["ssim"]) == 3
+
+
+def test_mdn_loss_finite_on_extreme_inputs():
+    model = LatentLSTM(z_dim=4, hidden=8, layers=1, output="mdn", components=3)
+    out, _ = model(torch.randn(2, 5, 4) * 1e4)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    loss = mdn_nll(out, torch.randn(2, 5, 4) * 1e4)
+    assert torch.isfinite(loss)
+    extreme = {"logits": torch.tensor([[[[1e4, -1e4, 0.0]]]]), "means": torch.zeros(1, 1, 1, 3),
+               "log_sigmas": torch.full((1, 1, 1, 3), -7.0)}
+    assert torch.isfinite(mdn_nll(extreme, torch.full((1, 1, 1), 1e3)))
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_mdn_sampling_near_zero_temperature_returns_the_likely_components_mean():
+    out = {"logits": torch.tensor([[[[0.0, 3.0, 1.0], [2.0, 0.0, 0.0]]]]),
+           "means": torch.tensor([[[[-1.0, 5.0, 9.0], [7.0, -3.0, 2.0]]]]),
+           "log_sigmas": torch.zeros(1, 1, 2, 3)}
+    sample = mdn_sample(out, 1e-6, torch.Generator().manual_seed(0))
+    assert torch.allclose(sample, torch.tensor([[[5.0, 7.0]]]), atol=1e-2)
+    hot = torch.stack([mdn_sample(out, 1.0, torch.Generator().manual_seed(i)) for i in range(200)])
+    assert hot[..., 0].std() > 0.5  # at temperature 1 it does sample
+
+
+def test_mdn_likelihood_matches_a_single_gaussian():
+    out = {"logits": torch.zeros(1, 1, 1, 1), "means": torch.zeros(1, 1, 1, 1),
+           "log_sigmas": torch.zeros(1, 1, 1, 1)}
+    assert math.isclose(float(mdn_nll(out, torch.ones(1, 1, 1))), 0.5 + 0.5 * math.log(2 * math.pi), rel_tol=1e-6)
+
+
+def test_unroll_feeds_back_its_own_predictions():
+    torch.manual_seed(0)
+    model = LatentLSTM(z_dim=3, hidden=8, layers=1, dropout=0.0).eval()
+    z = torch.randn(2, 6, 3)
+    forced = model.unroll(z, context=6)["mean"]
+    rolled = model.unroll(z, context=2)["mean"]
+    assert forced.shape == rolled.shape == (2, 5, 3)
+    assert torch.allclose(forced[:, :2], rolled[:, :2])  # same while fed the truth
+    assert not torch.allclose(forced[:, 2:], rolled[:, 2:])
+    assert torch.allclose(rolled[:, 2:], model.rollout(z[:, :2], 4)[:, 1:], atol=1e-6)
+    target = torch.randn(2, 5, 3)
+    assert prediction_loss({"mean": target}, target, None, "mse") == 0
+
+
+def test_metrics_report_has_the_model_and_the_baselines(tiny, tmp_path):
+    sample_video.main(argv(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, n_sequences=1, context=3,
+                           horizon=5, n_eval=6, eval_batch=4))
+    report = json.load(open(tmp_path / "metrics.json"))
+    assert (report["context"], report["horizon"], report["n_sequences"]) == (3, 5, 6)
+    assert set(report["baselines"]) == {"copy_last", "mean_frame", "autoencoder"}
+    for scores in [report["model"], *report["baselines"].values()]:
+        assert set(scores) == {"mse", "mae", "psnr", "ssim"}
+        assert all(len(v) == 5 and all(np.isfinite(v)) for v in scores.values())
+    mean_frame = report["baselines"]["mean_frame"]["mse"]
+    assert max(mean_frame) - min(mean_frame) < 0.5 * max(mean_frame) + 1  # it does not move
+    rows = open(tmp_path / "metrics.csv").read().splitlines()
+    assert rows[0] == "method,step,mse,mae,psnr,ssim" and len(rows) == 1 + 4 * 5
+    assert (tmp_path / "metrics.png").stat().st_size > 1000
