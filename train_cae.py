@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from data.film import crop_batches, to_centred_float
+from data.film import crop_batches, spread_frames
 from models.film import ConvAutoencoder, pixel_mse
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
@@ -49,7 +49,7 @@ def main(argv=None):
         cfg.checkpoint, "train_cae.py", cfg.out_dir, extra={"data_path": cfg.data_path})
 
     model.eval()
-    originals = to_centred_float(val[torch.linspace(0, len(val) - 1, 10).long()]).to(dev)
+    originals = spread_frames(val, dev)
     with torch.no_grad():
         reconstructions = model(originals)
     grid_path = os.path.join(cfg.out_dir, "film_cae_reconstructions.png")

@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from data.film import crop_batches, to_centred_float
+from data.film import crop_batches, spread_frames
 from models import load_model
 from models.film import Deconvolver, pixel_mse
 from utils.errors import run_cli
@@ -47,7 +47,7 @@ def main(argv=None):
         cfg.out_dir, extra={"data_path": cfg.data_path, "cae_checkpoint": cfg.cae_checkpoint})
 
     model.eval()
-    originals = to_centred_float(val[torch.linspace(0, len(val) - 1, 10).long()]).to(dev)
+    originals = spread_frames(val, dev)
     with torch.no_grad():
         rebuilt = model(cae.features(originals))
     grid_path = os.path.join(cfg.out_dir, "film_deconv_reconstructions.png")

@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from data.film import crop_batches, to_centred_float
+from data.film import crop_batches, spread_frames
 from models import load_model
 from models.film import FeatureVAE
 from utils.errors import run_cli
@@ -58,7 +58,7 @@ def main(argv=None):
                "deconv_checkpoint": cfg.deconv_checkpoint})
 
     model.eval()
-    originals = to_centred_float(val[torch.linspace(0, len(val) - 1, 10).long()]).to(dev)
+    originals = spread_frames(val, dev)
     with torch.no_grad():
         features = cae.features(originals)
         direct = deconv(features)

@@ -84,3 +84,9 @@ def crop_batches(path, crop, batch_size, device, seed):
     print(f"{len(train)} training frames of {tuple(train.shape[1:])} (random {crop}x{crop} crops), "
           f"{len(val)} test frames (centre crops) on {device}")
     return train_batches, val_batches, val
+
+
+def spread_frames(frames, device, n=10):
+    """``n`` evenly spaced frames of uint8 (N, C, H, W), as float in [-0.5, 0.5] on ``device``:
+    the originals of the film stages' picture grids."""
+    return to_centred_float(frames[torch.linspace(0, len(frames) - 1, n).long()]).to(device)

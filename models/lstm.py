@@ -8,7 +8,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 OUTPUTS = ("mean", "gaussian", "mdn")
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 3.0

@@ -141,3 +141,40 @@ def test_device_choice():
             pick_device("cuda")
     with pytest.raises(UserError, match="is not a device"):
         pick_device("gpu0")
+
+
+def test_torchrun_two_processes_write_one_checkpoint_like_a_single_run(tiny, tmp_path):
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    common = [f"--data_path={tiny['data']}", f"--out_dir={tmp_path}"] + argv(**TINY_VAE)
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           os.path.join(ROOT, "train_vcae.py"), *common]
+    first = subprocess.run(run + [f"--checkpoint={tmp_path}/ddp.pt"], capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    single = torch.load(tiny["vae"], weights_only=True)
+    assert ddp.keys() == single.keys() and ddp["model_args"] == single["model_args"]
+    assert {k: v.shape for k, v in ddp["model_state"].items()} == \
+        {k: v.shape for k, v in single["model_state"].items()}
+    assert load_model(ddp) is not None and len(ddp["history"]["train_loss"]) == 1
+    resumed = subprocess.run(run + [f"--checkpoint={tmp_path}/ddp.pt", "--epochs=2", "--resume"],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    again = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    assert again["epoch"] == 2 and again["history"]["train_loss"][0] == ddp["history"]["train_loss"][0]
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]  # rank 1's discarded writes are gone
+
+
+def test_batches_shard_rows_across_ranks(monkeypatch):
+    from utils.training import Batches
+    data = torch.arange(10)
+    seen = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        b = Batches([data], 2, "cpu", shuffle=True, seed=3)
+        seen.append(torch.cat(list(b)).tolist())
+        assert len(b) == 3
+    assert not set(seen[0]) & set(seen[1]) and len(seen[0]) == len(seen[1]) == 5

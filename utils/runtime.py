@@ -1,4 +1,4 @@
-"""Device choice, seeding and atomic file writing."""
+"""Device choice (and the process group under torchrun), seeding and atomic file writing."""
 import contextlib
 import os
 import random
@@ -10,8 +10,16 @@ import torch
 from utils.errors import UserError
 
 
-def pick_device(name="auto"):
-    """``auto``: cuda, then mps, else cpu. Any other name is used as given."""
+def rank_and_world():
+    """(rank, world size) from torchrun's environment; (0, 1) for a plain ``python script.py``."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_main_process():
+    return rank_and_world()[0] == 0
+
+
+def _choose_device(name):
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -27,6 +35,24 @@ def pick_device(name="auto"):
     return device
 
 
+def pick_device(name="auto"):
+    """``auto``: cuda, then mps, else cpu. Any other name is used as given.
+
+    Under torchrun (WORLD_SIZE > 1) this also joins the process group: nccl with one GPU
+    per process (cuda:LOCAL_RANK) when on CUDA, gloo otherwise.
+    """
+    device = _choose_device(name)
+    _, world = rank_and_world()
+    if world > 1:
+        import torch.distributed as dist
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
 def seed_everything(seed):
     """Seed Python, NumPy and PyTorch; return a NumPy Generator seeded the same."""
     random.seed(seed)
@@ -39,7 +65,8 @@ def seed_everything(seed):
 def atomic_path(path):
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
 
-    A failure (or Ctrl-C) part-way leaves no half-written file behind.
+    A failure (or Ctrl-C) part-way leaves no half-written file behind. Under torchrun only
+    rank 0 writes: other ranks' files are discarded, so every output has one author.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -49,6 +76,8 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        if not is_main_process():
+            return
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; outputs are not
@@ -58,14 +87,8 @@ def atomic_path(path):
             os.remove(tmp)
 
 
-def require_file(path, made_by):
-    """Stop with a message naming the script to run when an input file is missing."""
-    if not os.path.isfile(path):
-        raise UserError(f"no file at {path}: run {made_by} first (or point the setting at it)")
-    return path
-
-
 def progress(iterable=None, **kwargs):
     """A tqdm bar that clears itself when done and stays silent when stderr is not a terminal."""
     from tqdm import tqdm
-    return tqdm(iterable, leave=False, dynamic_ncols=True, disable=None, **kwargs)
+    return tqdm(iterable, leave=False, dynamic_ncols=True,
+                disable=None if is_main_process() else True, **kwargs)

@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from utils.errors import UserError
 from utils.images import plot_history, write_history_csv
-from utils.runtime import atomic_path, progress
+from utils.runtime import atomic_path, is_main_process, progress, rank_and_world
 
 
 def save_checkpoint(path, state):
@@ -33,32 +33,63 @@ class Batches:
 
     ``tensors`` share their first dimension; each batch is ``transform(*slices)`` of the
     rows picked, moved to ``device``. Shuffling is seeded by ``seed + epoch`` so a resumed
-    run sees the same order it would have seen uninterrupted.
+    run sees the same order it would have seen uninterrupted. Under torchrun each rank
+    takes every world-th row of that order (shuffled sets are first cut to a multiple of
+    the world size, so every rank runs the same number of steps).
     """
 
-    def __init__(self, tensors, batch_size, device, shuffle=False, seed=0, transform=None,
-                 drop_last=False):
+    def __init__(self, tensors, batch_size, device, shuffle=False, seed=0, transform=None):
         self.tensors = tuple(tensors)
-        self.n = len(self.tensors[0])
         self.batch_size, self.device = batch_size, device
-        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.shuffle, self.seed = shuffle, seed
         self.transform = transform or (lambda *xs: xs if len(xs) > 1 else xs[0])
         self.epoch = 0
+        self.rank, self.world = rank_and_world()
+        n = len(self.tensors[0])
+        self.n = n - n % self.world if shuffle else n
 
-    def __len__(self):
-        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
-
-    def __iter__(self):
+    def rows(self):
+        """Indices this rank reads this epoch, in order."""
         if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            order = torch.randperm(len(self.tensors[0]),
+                                   generator=torch.Generator().manual_seed(self.seed + self.epoch))[:self.n]
         else:
             order = torch.arange(self.n)
+        return order[self.rank::self.world]
+
+    def __len__(self):
+        return math.ceil(len(range(self.rank, self.n, self.world)) / self.batch_size)
+
+    def __iter__(self):
+        order = self.rows()
         for b in range(len(self)):
             rows = order[b * self.batch_size:(b + 1) * self.batch_size]
             if self.shuffle:  # sorted rows read faster from memory and keep batches identical
                 rows = rows.sort().values
             parts = [t[rows].to(self.device, non_blocking=True) for t in self.tensors]
             yield self.transform(*parts)
+
+
+class LossStep(torch.nn.Module):
+    """``loss_fn(model, batch)`` as a module, so DistributedDataParallel can wrap the whole
+    step (the loss functions call model methods other than forward)."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch):
+        return self.loss_fn(self.model, batch)
+
+
+def all_ranks_sum(*values):
+    """Sum floats over the torchrun ranks (identity in a single process)."""
+    if rank_and_world()[1] == 1:
+        return values
+    import torch.distributed as dist
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return tuple(t.tolist())
 
 
 def model_spec(model):
@@ -89,6 +120,7 @@ def evaluate(model, batches, loss_fn):
             n = (batch[0] if isinstance(batch, (tuple, list)) else batch).shape[0]
             total += loss.item() * n
             count += n
+    total, count = all_ranks_sum(total, count)
     return total / max(count, 1)
 
 
@@ -114,13 +146,18 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_p
         print(f"resuming from {checkpoint_path} after epoch {start}")
     stem = os.path.splitext(os.path.basename(checkpoint_path))[0]
     params = [p for p in model.parameters() if p.requires_grad]
+    step = LossStep(model, loss_fn)
+    if rank_and_world()[1] > 1:  # under torchrun: gradients averaged over ranks
+        from torch.nn.parallel import DistributedDataParallel
+        device = next(model.parameters()).device
+        step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
     for epoch in range(start, cfg.epochs):
         train_batches.epoch = epoch
         model.train()
         began, total, count = time.time(), 0.0, 0
         bar = progress(train_batches, desc=f"{stem} epoch {epoch + 1}/{cfg.epochs}")
         for batch in bar:
-            loss = loss_fn(model, batch)
+            loss = step(batch)
             if not torch.isfinite(loss):
                 raise UserError(f"the training loss became {loss.item()} in epoch {epoch + 1}: "
                                 "lower --lr or --grad_clip and run again")
@@ -133,13 +170,15 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_p
             total += loss.item() * n
             count += n
             bar.set_postfix(loss=f"{total / count:.4g}")
+        total, count = all_ranks_sum(total, count)
         val_loss = evaluate(model, val_batches, loss_fn)
         seconds = time.time() - began
         for key, value in (("epoch", epoch + 1), ("train_loss", total / max(count, 1)),
                            ("val_loss", val_loss), ("seconds", round(seconds, 2))):
             history[key].append(value)
-        tqdm.write(f"{stem} epoch {epoch + 1}/{cfg.epochs}: train {history['train_loss'][-1]:.5g}"
-                   f"  val {val_loss:.5g}  ({seconds:.0f} s)")
+        if is_main_process():
+            tqdm.write(f"{stem} epoch {epoch + 1}/{cfg.epochs}: train {history['train_loss'][-1]:.5g}"
+                       f"  val {val_loss:.5g}  ({seconds:.0f} s)")
         save_checkpoint(checkpoint_path, {
             **model_spec(model),
             "model_state": model.state_dict(),
@@ -152,4 +191,7 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_p
         })
         write_history_csv(os.path.join(out_dir, f"{stem}_loss.csv"), history)
         plot_history(os.path.join(out_dir, f"{stem}_loss.png"), history, f"{stem}: loss per epoch")
+    if rank_and_world()[1] > 1:  # nobody leaves before rank 0 has written the last checkpoint
+        import torch.distributed as dist
+        dist.barrier()
     return history
