@@ -23,7 +23,7 @@ from utils.settings import parse_settings  # noqa: E402
 
 # -----------------------------------------------------------------------------
 dataset = "mnist"  # mnist or film
-variants = ["rollout", "teacher", "kl", "mdn", "diffs"]  # which LSTM variants to train and score
+variants = ["teacher", "rollout", "kl", "mdn", "diffs"]  # which LSTM variants to train and score
 epochs = 0  # LSTM epochs per variant; 0 = train_lstm.py's default
 hidden = 0  # LSTM units; 0 = train_lstm.py's default
 n_eval = 1000  # test windows scored
@@ -38,10 +38,10 @@ VARIANTS = {  # name -> train_lstm.py settings that differ from its defaults
     "mdn": {"loss": "mdn"},
     "diffs": {"diffs": True},
 }
-LABELS = {"rollout": "LSTM, MSE on Z, trained on its own rollouts (default)",
-          "teacher": "LSTM, MSE on Z, teacher forcing (the original's training)",
-          "kl": "LSTM, KL loss, rollouts", "mdn": "LSTM, mixture density (5 components), rollouts",
-          "diffs": "LSTM, MSE on Z differences, rollouts",
+LABELS = {"teacher": "LSTM, MSE on Z, teacher forcing (default; the original's training)",
+          "rollout": "LSTM, MSE on Z, trained on its own rollouts",
+          "kl": "LSTM, KL loss", "mdn": "LSTM, mixture density (5 components), at temperature 0",
+          "diffs": "LSTM, MSE on Z differences",
           "copy_last": "baseline: copy the last context frame",
           "mean_frame": "baseline: mean training frame",
           "autoencoder": "ceiling: true future frames through the autoencoder"}

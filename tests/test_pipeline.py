@@ -40,7 +40,7 @@ def test_vae_writes_grid_and_loss_history(tiny):
     grid = Image.open(os.path.join(tiny["out"], "mm_vcae_reconstructions.png"))
     assert grid.size == (10 * 66 - 2, 2 * 66 - 2)  # originals on top, reconstructions below
     rows = list(csv.reader(open(os.path.join(tiny["out"], "vae_loss.csv"))))
-    assert rows[0] == ["epoch", "train_loss", "val_loss", "seconds"] and len(rows) == 2
+    assert rows[0] == ["epoch", "train_loss", "val_loss", "seconds", "train_seconds"] and len(rows) == 2
     assert 100 < float(rows[1][2]) < 64 * 64  # nats per frame (summed over pixels), finite
     assert Image.open(os.path.join(tiny["out"], "vae_loss.png")).size[0] > 100
 
@@ -51,13 +51,13 @@ def test_lstm_checkpoint_records_its_vae_and_reloads_identically(tiny):
     assert ckpt["vae_checkpoint"] == tiny["vae"] and ckpt["data_path"] == tiny["data"]
     assert ckpt["model_args"] == dict(z_dim=8, hidden=16, layers=2, dropout=0.3, output="mean",
                                       components=5, diffs=False)
-    assert ckpt["settings"]["rollout"] is True and ckpt["settings"]["train_context"] == 10
+    assert ckpt["settings"]["rollout"] is False and ckpt["settings"]["train_context"] == 10
     z = torch.randn(3, 5, 8)
     assert torch.equal(tiny["lstm_model"].eval().rollout(z, 4), load_model(ckpt).rollout(z, 4))
 
 
 @pytest.mark.parametrize("options", [dict(loss="kl"), dict(loss="mdn", components=3), dict(diffs=True),
-                                     dict(seq_len=4), dict(rollout=False)])
+                                     dict(seq_len=4), dict(rollout=True)])
 def test_lstm_options_train(tiny, tmp_path, options):
     path = tmp_path / "lstm.pt"
     model = train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=tiny["vae"], checkpoint=path,

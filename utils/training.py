@@ -137,9 +137,10 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_p
         out_dir: folder for ``<checkpoint stem>_loss.csv`` and ``_loss.png``.
         extra: more entries for the checkpoint (e.g. which checkpoint fed this stage).
     Returns:
-        the history dict {"epoch", "train_loss", "val_loss", "seconds"}.
+        the history dict {"epoch", "train_loss", "val_loss", "seconds" (whole epoch),
+        "train_seconds" (its training part)}.
     """
-    history = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": []}
+    history = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": [], "train_seconds": []}
     start = 0
     if cfg.resume and os.path.isfile(checkpoint_path):
         start, history, _ = resume_state(checkpoint_path, model, optimizer, made_by)
@@ -170,11 +171,13 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_p
             total += loss.item() * n
             count += n
             bar.set_postfix(loss=f"{total / count:.4g}")
+        train_seconds = time.time() - began
         total, count = all_ranks_sum(total, count)
         val_loss = evaluate(model, val_batches, loss_fn)
         seconds = time.time() - began
         for key, value in (("epoch", epoch + 1), ("train_loss", total / max(count, 1)),
-                           ("val_loss", val_loss), ("seconds", round(seconds, 2))):
+                           ("val_loss", val_loss), ("seconds", round(seconds, 2)),
+                           ("train_seconds", round(train_seconds, 3))):
             history[key].append(value)
         if is_main_process():
             tqdm.write(f"{stem} epoch {epoch + 1}/{cfg.epochs}: train {history['train_loss'][-1]:.5g}"
