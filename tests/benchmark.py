@@ -1,0 +1,240 @@
+"""Speed and memory of every stage, each figure a ratio against a reference measured in
+the same run (this machine is shared: absolute times drift, ratios much less).
+
+    python tests/benchmark.py            # prints a table, writes benchmark.json here
+
+Not collected by pytest. Figures (targets from the performance issue):
+- generation_speedup: moving_mnist's vectorised generator vs a naive port that pastes
+  digits frame by frame with Pillow (target >= 10).
+- train_loop_ratio: each training script's training loop (real HDF5 data, real logging,
+  timed by the script itself) vs a bare loop of the same model and loss on tensors
+  already in memory (target >= 0.85).
+- extract_decode_ratio: raw PyAV decoding time over extract_pulp_frames.py's time on the
+  same file (target >= 0.8); extract_memory_ratio: its peak traced memory on a 10x longer
+  video over the short one (target <= 1.2).
+- sample_video: GIFs per second and seconds to the first GIF.
+- models: parameter count and the GFLOP/s a bare training loop achieves.
+"""
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import extract_pulp_frames  # noqa: E402
+import moving_mnist  # noqa: E402
+import sample_video  # noqa: E402
+import train_cae  # noqa: E402
+import train_deconv  # noqa: E402
+import train_lstm  # noqa: E402
+import train_vae_on_convs  # noqa: E402
+import train_vcae  # noqa: E402
+from data.mnist_digits import load_digits  # noqa: E402
+from data.video import bundled_clips  # noqa: E402
+from models import load_model  # noqa: E402
+from models.film import pixel_mse  # noqa: E402
+from utils.training import load_checkpoint  # noqa: E402
+
+
+def timed(fn, *args, **kwargs):
+    began = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - began, out
+
+
+def naive_moving_mnist(digits, n_sequences, rng, seq_len=20, size=64, digit=28):
+    """What a straightforward port does: Python loops, one Pillow paste per digit per frame."""
+    from PIL import Image, ImageChops
+    out = np.empty((n_sequences, seq_len, 1, size, size), np.uint8)
+    free = size - digit
+    for n in range(n_sequences):
+        images = [Image.fromarray(digits[i]) for i in rng.integers(0, len(digits), 2)]
+        state = []
+        for _ in images:
+            angle = rng.uniform(0, 2 * math.pi)
+            state.append([rng.uniform(0, 1), rng.uniform(0, 1), math.sin(angle) * 0.1, math.cos(angle) * 0.1])
+        for t in range(seq_len):
+            canvas = Image.new("L", (size, size))
+            for image, s in zip(images, state):
+                layer = Image.new("L", (size, size))
+                layer.paste(image, (int(round(s[1] * free)), int(round(s[0] * free))))
+                canvas = ImageChops.lighter(canvas, layer)
+                for k in (0, 1):
+                    s[k] += s[k + 2]
+                    if not 0 <= s[k] <= 1:
+                        s[k] = min(max(s[k], 0.0), 1.0)
+                        s[k + 2] = -s[k + 2]
+            out[n, t, 0] = np.asarray(canvas)
+    return out
+
+
+def bench_generation(folder):
+    digits = load_digits(os.path.join(folder, "none"), download=False)["train"]
+    n_naive, n_fast = 200, 4000
+    t_naive, _ = timed(naive_moving_mnist, digits, n_naive, np.random.default_rng(0))
+    t_fast, _ = timed(moving_mnist.main, [f"--out_path={folder}/gen.h5", "--download=false",
+                                          f"--mnist_dir={folder}/none", f"--n_train={n_fast}",
+                                          "--n_test=0", "--preview_path="])
+    return (n_fast / t_fast) / (n_naive / t_naive), {"naive_sequences_per_second": n_naive / t_naive,
+                                                     "sequences_per_second": n_fast / t_fast}
+
+
+def bare_loop(model, loss_fn, batches, lr, grad_clip):
+    """The same optimisation steps on tensors already in memory: no reading, no logging."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    began = time.perf_counter()
+    for batch in batches:
+        loss = loss_fn(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+    return time.perf_counter() - began
+
+
+def flops_per_step(model, loss_fn, batch):
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss_fn(model, batch).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def script_rate(ckpt_path, n_items):
+    """Items per second of the script's last epoch, timed by the script (train part only)."""
+    ckpt = load_checkpoint(ckpt_path, "benchmark")
+    return n_items / ckpt["history"]["train_seconds"][-1], ckpt
+
+
+def compare(name, ckpt_path, n_items, loss_fn, batches, cfg_lr, cfg_clip, results, models):
+    rate, ckpt = script_rate(ckpt_path, n_items)
+    model = load_model(ckpt).train()
+    seconds = bare_loop(model, loss_fn, batches, cfg_lr, cfg_clip)
+    bare_rate = n_items / seconds
+    results[name] = rate / bare_rate
+    flops = flops_per_step(model, loss_fn, batches[0]) * len(batches)
+    models[ckpt["model_kind"]] = {"parameters": sum(p.numel() for p in model.parameters()),
+                                  "gflops_per_second": flops / seconds / 1e9}
+
+
+def float_batches(tensor, batch_size, scale, shift=0.0):
+    return [tensor[s:s + batch_size].float().div(scale).sub(shift)
+            for s in range(0, len(tensor), batch_size)]
+
+
+def bench_training(folder, results, models):
+    mm = f"{folder}/mm.h5"
+    moving_mnist.main([f"--out_path={mm}", "--download=false", f"--mnist_dir={folder}/none",
+                       "--n_train=1000", "--n_test=100", "--preview_path="])
+    out = f"{folder}/out"
+    # Moving MNIST VAE: 8000 frames, two epochs (the second is timed)
+    n = 8000
+    train_vcae.main([f"--data_path={mm}", f"--checkpoint={folder}/vae.pt", f"--out_dir={out}",
+                     f"--train_frames={n}", "--val_frames=500", "--epochs=2"])
+    from data.h5 import read_frames
+    frames = torch.from_numpy(read_frames(mm, "train", "x").reshape(-1, 1, 64, 64)[:n].copy())
+    compare("train_vcae.py", f"{folder}/vae.pt", n, lambda m, x: train_vcae.vae_loss(m, x, 1),
+            float_batches(frames, 128, 255.0), train_vcae.lr, train_vcae.grad_clip, results, models)
+    # LSTM on the VAE's codes: 1000 sequences
+    train_lstm.main([f"--data_path={mm}", f"--vae_checkpoint={folder}/vae.pt", f"--checkpoint={folder}/lstm.pt",
+                     f"--out_dir={out}", "--epochs=2"])
+    z = torch.randn(1000, 20, 32)
+    lstm_batches = [(z[s:s + 128], torch.zeros_like(z[s:s + 128])) for s in range(0, 1000, 128)]
+    compare("train_lstm.py", f"{folder}/lstm.pt", 1000,
+            lambda m, b: train_lstm.sequence_loss(m, b, "mse", 20), lstm_batches, train_lstm.lr,
+            train_lstm.grad_clip, results, models)
+    # film stages on the bundled bikes clip
+    clip = [c for c in bundled_clips() if c.endswith("bikes.mp4")] or bundled_clips()[:1]
+    film = f"{folder}/film.h5"
+    extract_pulp_frames.main([f"--out_path={film}", "--preview_path=", f"--video={clip[0]}"])
+    from data.film import frame_tensor
+    crops = frame_tensor(film, "train", 64)
+    n_film = len(crops)
+    common = [f"--data_path={film}", f"--out_dir={out}", "--epochs=2"]
+    train_cae.main(common + [f"--checkpoint={folder}/cae.pt"])
+    compare("train_cae.py", f"{folder}/cae.pt", n_film, lambda m, x: pixel_mse(m(x), x),
+            float_batches(crops, train_cae.batch_size, 255.0, 0.5), train_cae.lr, train_cae.grad_clip,
+            results, models)
+    cae = load_model(load_checkpoint(f"{folder}/cae.pt", "x"))
+    train_deconv.main(common + [f"--cae_checkpoint={folder}/cae.pt", f"--checkpoint={folder}/deconv.pt"])
+    compare("train_deconv.py", f"{folder}/deconv.pt", n_film,
+            lambda m, x: pixel_mse(m(cae.features(x)), x),
+            float_batches(crops, train_deconv.batch_size, 255.0, 0.5), train_deconv.lr,
+            train_deconv.grad_clip, results, models)
+    train_vae_on_convs.main(common + [f"--cae_checkpoint={folder}/cae.pt", f"--deconv_checkpoint={folder}/deconv.pt",
+                                      f"--checkpoint={folder}/fvae.pt"])
+    compare("train_vae_on_convs.py", f"{folder}/fvae.pt", n_film,
+            lambda m, x: m.loss(cae.features(x), 2),
+            float_batches(crops, train_vae_on_convs.batch_size, 255.0, 0.5), train_vae_on_convs.lr,
+            train_vae_on_convs.grad_clip, results, models)
+    return f"{folder}/lstm.pt"
+
+
+def bench_extract(folder):
+    import av
+    clip = [c for c in bundled_clips() if c.endswith("bigbuckbunny.mp4")] or bundled_clips()[:1]
+    def raw():
+        with av.open(clip[0]) as c:
+            for _ in c.decode(video=0):
+                pass
+    t_raw = min(timed(raw)[0] for _ in range(3))
+    t_extract = min(timed(extract_pulp_frames.main, [f"--out_path={folder}/x.h5", "--preview_path=",
+                                                     f"--video={clip[0]}"])[0] for _ in range(3))
+    from tests.test_film import write_video
+    peaks = []
+    for n in (60, 600):
+        video = write_video(f"{folder}/v{n}.mp4", n, width=320, height=180)
+        tracemalloc.start()
+        extract_pulp_frames.main([f"--out_path={folder}/m{n}.h5", "--preview_path=", f"--video={video}"])
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    return t_raw / t_extract, peaks[1] / peaks[0], {"raw_decode_seconds": t_raw, "extract_seconds": t_extract,
+                                                     "peak_traced_bytes": peaks}
+
+
+def bench_sampling(folder, lstm):
+    t_first, _ = timed(sample_video.main, [f"--lstm_checkpoint={lstm}", f"--out_dir={folder}/s1",
+                                           "--n_sequences=1", "--n_eval=0"])
+    t_all, _ = timed(sample_video.main, [f"--lstm_checkpoint={lstm}", f"--out_dir={folder}/s8",
+                                         "--n_sequences=8", "--n_eval=0"])
+    return {"gifs_per_second": 8 / t_all, "seconds_to_first_gif": t_first}
+
+
+def main():
+    began = time.time()
+    report = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as folder:
+        report["generation_speedup"], report["generation"] = bench_generation(folder)
+        report["train_loop_ratio"], report["models"] = {}, {}
+        lstm = bench_training(folder, report["train_loop_ratio"], report["models"])
+        report["extract_decode_ratio"], report["extract_memory_ratio"], report["extract"] = bench_extract(folder)
+        report["sample_video"] = bench_sampling(folder, lstm)
+    report["seconds"] = round(time.time() - began, 1)
+    with open("benchmark.json", "w") as f:
+        json.dump(report, f, indent=1)
+    rows = [("generation_speedup (>= 10)", f"{report['generation_speedup']:.1f}x")]
+    rows += [(f"train_loop_ratio {k} (>= 0.85)", f"{v:.2f}") for k, v in report["train_loop_ratio"].items()]
+    rows += [("extract_decode_ratio (>= 0.8)", f"{report['extract_decode_ratio']:.2f}"),
+             ("extract_memory_ratio (<= 1.2)", f"{report['extract_memory_ratio']:.2f}"),
+             ("sample_video GIFs per second", f"{report['sample_video']['gifs_per_second']:.2f}"),
+             ("sample_video seconds to first GIF", f"{report['sample_video']['seconds_to_first_gif']:.2f}")]
+    rows += [(f"{k}: parameters, GFLOP/s", f"{v['parameters']:,}, {v['gflops_per_second']:.1f}")
+             for k, v in report["models"].items()]
+    width = max(len(r[0]) for r in rows)
+    print("\n" + "\n".join(f"{a.ljust(width)}  {b}" for a, b in rows))
+    print(f"\nwrote benchmark.json ({report['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
