@@ -11,7 +11,7 @@ import os
 import h5py
 import numpy as np
 
-from data.video import Truncated, bundled_clips, colour_histogram, cut_score, frames_of, open_video
+from data.video import Truncated, bundled_clips, colour_histogram, cut_score, frames_of, open_video, prefetch
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
 from utils.runtime import atomic_path, progress, seed_everything
@@ -36,7 +36,7 @@ def extract_clip(path, group, cfg, bar):
     container = open_video(path)
     stream = container.streams.video[0]
     fps = float(stream.average_rate or 0) / cfg.every_nth
-    frames = cuts = None
+    frames = None
     buffer, kept, previous = [], 0, None
 
     def flush():
@@ -51,8 +51,9 @@ def extract_clip(path, group, cfg, bar):
         buffer.clear()
 
     cuts = []
+    decoded = prefetch(frames_of(container, cfg.short_side), cfg.buffer_frames)
     try:
-        for i, frame in enumerate(frames_of(container, cfg.short_side)):
+        for i, frame in enumerate(decoded):
             bar.update(1)
             if i % cfg.every_nth:
                 continue
@@ -70,6 +71,7 @@ def extract_clip(path, group, cfg, bar):
                             f"--keep_partial to keep the frames decoded before the damage") from None
         print(f"warning: {path} is damaged ({e.reason}); keeping its first {kept} frames")
     finally:
+        decoded.close()  # stop the decoding thread before its container goes
         container.close()
     if buffer:
         flush()

@@ -83,8 +83,8 @@ def check(cfg):
 
 def write_split(f, split, n, T, cfg, pieces):
     shape = (n, T, 1, cfg.frame_size, cfg.frame_size)
-    frames = f.create_dataset(f"{split}/frames", shape, np.uint8, chunks=(1,) + shape[1:],
-                              compression="gzip", compression_opts=1)
+    frames = f.create_dataset(f"{split}/frames", shape, np.uint8, chunks=(1,) + shape[1:] if n else None,
+                              compression="gzip" if n else None, compression_opts=1 if n else None)
     done = 0
     with progress(total=n, desc=f"{split} sequences") as bar:
         for piece in pieces:

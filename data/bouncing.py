@@ -10,6 +10,7 @@ Two dynamics:
   2 px out of the frame), overlapping digits added and clipped to 255.
 """
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 DYNAMICS = ("srivastava", "original")
 
@@ -58,20 +59,23 @@ def render(digits, positions, frame_size, overlap="max"):
     d = digits.shape[-1]
     margin = int(max(0, -positions.min(), positions.max() + d - frame_size))
     size = frame_size + 2 * margin
-    frame_id = np.arange(n * seq_len)[:, None, None]
-    offsets = np.arange(d)
-    total = np.zeros((n * seq_len, size, size), np.uint16 if overlap == "add" else np.uint8)
+    canvas = np.zeros((n, seq_len, size, size), np.uint16 if overlap == "add" else np.uint8)
+    # every d x d window of every frame, without copying: windows[s, t, y, x] is the patch
+    # whose top-left is (y, x), so one fancy index pastes a digit into all frames at once
+    s = canvas.strides
+    windows = as_strided(canvas, (n, seq_len, size - d + 1, size - d + 1, d, d),
+                         (s[0], s[1], s[2], s[3], s[2], s[3]), writeable=True)
+    seq, step = np.arange(n)[:, None], np.arange(seq_len)[None, :]
     for k in range(n_digits):
-        y = positions[:, :, k, 0].reshape(-1) + margin
-        x = positions[:, :, k, 1].reshape(-1) + margin
-        layer = np.zeros((n * seq_len, size, size), np.uint8)
-        image = np.repeat(digits[:, k], seq_len, axis=0)  # (n * seq_len, d, d)
-        layer[frame_id, y[:, None, None] + offsets[:, None], x[:, None, None] + offsets] = image
-        if overlap == "max":
-            np.maximum(total, layer, out=total)
+        y, x = positions[:, :, k, 0] + margin, positions[:, :, k, 1] + margin
+        image = digits[:, k][:, None]  # the same image in every frame of its sequence
+        if k == 0:
+            windows[seq, step, y, x] = image
+        elif overlap == "max":
+            windows[seq, step, y, x] = np.maximum(windows[seq, step, y, x], image)
         else:
-            total += layer
-    frames = total[:, margin:margin + frame_size, margin:margin + frame_size]
+            windows[seq, step, y, x] += image
+    frames = canvas[:, :, margin:margin + frame_size, margin:margin + frame_size]
     if overlap == "add":
         frames = np.minimum(frames, 255).astype(np.uint8)
-    return frames.reshape(n, seq_len, 1, frame_size, frame_size)
+    return np.ascontiguousarray(frames)[:, :, None]
