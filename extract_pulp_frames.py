@@ -11,7 +11,7 @@ import os
 import h5py
 import numpy as np
 
-from data.video import Truncated, bundled_clips, colour_histogram, cut_score, frames_of, open_video, prefetch
+from data.video import Truncated, bundled_clips, colour_histogram, cut_score, frames_of, open_video
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
 from utils.runtime import atomic_path, progress, seed_everything
@@ -51,9 +51,8 @@ def extract_clip(path, group, cfg, bar):
         buffer.clear()
 
     cuts = []
-    decoded = prefetch(frames_of(container, cfg.short_side), cfg.buffer_frames)
     try:
-        for i, frame in enumerate(decoded):
+        for i, frame in enumerate(frames_of(container, cfg.short_side)):
             bar.update(1)
             if i % cfg.every_nth:
                 continue
@@ -71,7 +70,6 @@ def extract_clip(path, group, cfg, bar):
                             f"--keep_partial to keep the frames decoded before the damage") from None
         print(f"warning: {path} is damaged ({e.reason}); keeping its first {kept} frames")
     finally:
-        decoded.close()  # stop the decoding thread before its container goes
         container.close()
     if buffer:
         flush()
@@ -113,6 +111,8 @@ def main(argv=None):
                     a = group.attrs
                     print(f"{os.path.basename(v)}: {kept} frames of {a['height']}x{a['width']} "
                           f"at {a['fps']:.2f} fps, {n_cuts} cuts, test block from frame {a['test_start']}")
+                    if not cfg.preview_path:
+                        continue
                     picks = np.linspace(0, kept - 1, 8).astype(int)
                     previews.append(group["frames"][np.unique(picks)][..., :cfg.short_side, :cfg.short_side])
     print(f"wrote {cfg.out_path}")

@@ -60,13 +60,14 @@ def frames_of(container, short_side):
     frame count the container announces.
     """
     import av
+    from av.video.reformatter import VideoReformatter
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    reformatter = VideoReformatter()  # one scaler for the whole file: building one per frame cost 3x the decoding
     width, height = target_size(stream.codec_context.width, stream.codec_context.height, short_side)
     count = 0
     try:
         for frame in container.decode(stream):
-            rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA")
+            rgb = reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
             yield np.ascontiguousarray(rgb.to_ndarray().transpose(2, 0, 1))
             count += 1
     except av.error.FFmpegError as e:
@@ -92,46 +93,3 @@ def cut_score(previous, current):
     """How different two frames' colour histograms are: 0 (same) .. 1 (disjoint)."""
     return 0.5 * np.abs(previous - current).sum()
 
-
-def prefetch(iterator, depth=16):
-    """Run ``iterator`` in a background thread, at most ``depth`` items ahead.
-
-    FFmpeg decodes and scales without holding the GIL, so decoding the next frames overlaps
-    with the caller's work on this one (cut detection, HDF5 writes); memory stays bounded
-    by ``depth``. An exception in the iterator is raised here, in order.
-    """
-    import queue
-    import threading
-
-    items = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def run():
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put((done, None))
-        except BaseException as e:  # handed to the consumer
-            items.put((done, e))
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = items.get()
-            if item is done:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)

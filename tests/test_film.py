@@ -195,23 +195,3 @@ def test_film_stages_name_the_script_to_run_first(tmp_path):
     assert r.returncode == 2 and "run train_vae_on_convs.py first" in r.stderr
     assert list(tmp_path.iterdir()) == []
 
-
-def test_prefetch_keeps_order_stays_bounded_and_passes_errors_on():
-    from data.video import Truncated, prefetch
-    produced = []
-
-    def frames():
-        for i in range(10):
-            produced.append(i)
-            yield i
-        raise Truncated(10, "damaged")
-
-    got = []
-    with pytest.raises(Truncated, match="damaged"):
-        for item in prefetch(frames(), depth=2):
-            if not got:
-                import time
-                time.sleep(0.2)  # the producer may run ahead, but only by the queue's depth
-                assert len(produced) <= 4
-            got.append(item)
-    assert got == list(range(10))
