@@ -114,8 +114,8 @@ def bare_loop(model, loss_fn, batches, lr, grad_clip, warm_up=True):
 
 def flops_per_step(model, loss_fn, batch):
     """Forward and backward FLOPs of one step. The flop counter does not see the fused
-    LSTM kernel, so the LSTM's are counted by hand: 8 (in + hidden) hidden multiply-adds
-    per layer and step forward, twice that backward."""
+    LSTM kernel, so the LSTM's are counted by hand: 8 (in + hidden) hidden
+    FLOPs (4 gates, multiply and add) per layer and step forward, twice that backward."""
     if type(model).__name__ == "LatentLSTM":
         a = model.args
         b, t = batch[0].shape[:2]
