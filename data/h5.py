@@ -7,7 +7,6 @@ plus attributes on the root recording how the file was made.
 import os
 
 import h5py
-import numpy as np
 
 from utils.errors import UserError
 
@@ -28,7 +27,3 @@ def read_frames(path, split, made_by, max_sequences=0):
     except OSError as e:
         raise UserError(f"{path} is not a readable HDF5 file ({e}): run {made_by} again") from None
 
-
-def read_attrs(path):
-    with h5py.File(path, "r") as f:
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
