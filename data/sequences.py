@@ -15,7 +15,7 @@ from utils.errors import UserError
 BRANCHES = {  # per-dataset defaults for the settings the two branches do not share
     "mnist": dict(data_path="data/moving_mnist.h5", vae_checkpoint="checkpoints/mm_vcae.pt",
                   lstm_checkpoint="checkpoints/mm_lstm.pt", frame_skip=1, seq_len=20,
-                  batch_size=128, context=10, horizon=10, prefix="mm_sample", metrics="metrics",
+                  batch_size=32, context=10, horizon=10, prefix="mm_sample", metrics="metrics",
                   made_by="moving_mnist.py"),
     "film": dict(data_path="data/film.h5", vae_checkpoint="checkpoints/film_vae_on_convs.pt",
                  lstm_checkpoint="checkpoints/film_lstm.pt", frame_skip=3, seq_len=10,

@@ -62,6 +62,7 @@ def frames_of(container, short_side):
     import av
     from av.video.reformatter import VideoReformatter
     stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # FFmpeg decodes in its own threads (frames and slices), outside the GIL
     reformatter = VideoReformatter()  # one scaler for the whole file: building one per frame cost 3x the decoding
     width, height = target_size(stream.codec_context.width, stream.codec_context.height, short_side)
     count = 0

@@ -7,6 +7,7 @@ deconvoluter.
 """
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from models import load_model
 from utils.runtime import progress
@@ -27,12 +28,27 @@ def _batched(fn, x, batch_size, desc=None):
 class Codec:
     """Batched sequence encoding/decoding around two per-batch functions of a subclass:
     ``encode_batch(float frames (B, C, H, W)) -> (mean, logvar)`` and
-    ``decode_batch(z (B, z_dim)) -> frames in [0, 1]``."""
+    ``decode_batch(z (B, z_dim)) -> frames in [0, 1]``; and ``pixel_loss`` for training
+    the LSTM in pixel space through the frozen decoder."""
 
     z_dim = None
+    latent_shape = None  # (C, h, w) when Z is a spatial map
 
     def __init__(self, device, batch_size=1024):
         self.device, self.batch_size = device, batch_size
+
+    @staticmethod
+    def freeze(*models):
+        for m in models:
+            m.eval().requires_grad_(False)
+        return models
+
+    def pixel_loss(self, z, frames):
+        """Reconstruction loss of the frames decoded from ``z`` (B, z_dim) against uint8
+        ``frames`` (B, C, H, W): squared error summed over each frame's pixels (in [0, 1]),
+        mean over frames. Gradients flow to ``z`` only; the decoder stays frozen."""
+        target = frames.float().div_(255.0)
+        return (self.decode_batch(z) - target).pow(2).flatten(1).sum(1).mean()
 
     def _to_float(self, frames):
         if isinstance(frames, np.ndarray):
@@ -62,13 +78,20 @@ class VAECodec(Codec):
 
     def __init__(self, vae, device, batch_size=1024):
         super().__init__(device, batch_size)
-        self.vae, self.z_dim = vae.eval(), vae.z_dim
+        (self.vae,) = self.freeze(vae)
+        self.z_dim, self.latent_shape = vae.z_dim, vae.latent_shape
 
     def encode_batch(self, x):
         return self.vae.encode(x)
 
     def decode_batch(self, z):
         return torch.sigmoid(self.vae.decode(z))
+
+    def pixel_loss(self, z, frames):
+        """The VAE's own likelihood: binary cross-entropy summed over each frame's pixels,
+        mean over frames (steeper than squared error where a sigmoid saturates)."""
+        target = frames.float().div_(255.0)
+        return F.binary_cross_entropy_with_logits(self.vae.decode(z), target, reduction="sum") / len(z)
 
 
 class FilmCodec(Codec):
@@ -77,7 +100,7 @@ class FilmCodec(Codec):
 
     def __init__(self, cae, feature_vae, deconv, device, batch_size=256):
         super().__init__(device, batch_size)
-        self.cae, self.vae, self.deconv = cae.eval(), feature_vae.eval(), deconv.eval()
+        self.cae, self.vae, self.deconv = self.freeze(cae, feature_vae, deconv)
         self.z_dim = feature_vae.z_dim
 
     def encode_batch(self, x):

@@ -1,5 +1,9 @@
 """LSTM over latent codes: given Z of frames 1..t, predict Z of frame t+1.
 
+Two cells: a dense LSTM on Z as a vector (the original), or, for a VAE with a spatial Z
+(a C x h x w map), a convolutional LSTM (Shi et al. 2015) whose gates are 3x3 convolutions
+over the map, so the same weights follow a digit wherever it is.
+
 Three output heads: ``mean`` (a point prediction, trained with MSE on Z), ``gaussian``
 (mean and log-sigma, trained with a KL divergence to the encoder's Gaussian) and ``mdn``
 (a mixture of K Gaussians per Z dimension, Graves 2013, trained by likelihood).
@@ -19,6 +23,42 @@ def bounded_log_sigma(raw):
     return mid + half * torch.tanh(raw / half)
 
 
+class ConvLSTMCell(nn.Module):
+    """One convolutional LSTM layer: gates from a conv over [input, hidden state]."""
+
+    def __init__(self, in_channels, hidden, kernel=3):
+        super().__init__()
+        self.gates = nn.Conv2d(in_channels + hidden, 4 * hidden, kernel, padding=kernel // 2)
+
+    def forward(self, x, h, c):
+        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class ConvLSTM(nn.Module):
+    """Stacked ConvLSTM cells run over time, with nn.LSTM's calling convention on flat Z:
+    (B, T, z_dim) in, (B, T, hidden * h * w) out, state = (h, c), each (layers, B, hidden, h, w)."""
+
+    def __init__(self, latent_shape, hidden, layers, dropout, kernel=3):
+        super().__init__()
+        self.latent_shape = tuple(latent_shape)
+        self.cells = nn.ModuleList(ConvLSTMCell(self.latent_shape[0] if i == 0 else hidden, hidden, kernel)
+                                   for i in range(layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, z, state):
+        h, c = list(state[0].unbind(0)), list(state[1].unbind(0))
+        outputs = []
+        for t in range(z.shape[1]):
+            x = z[:, t].view(-1, *self.latent_shape)
+            for i, cell in enumerate(self.cells):
+                h[i], c[i] = cell(self.dropout(x) if i else x, h[i], c[i])
+                x = h[i]
+            outputs.append(x)
+        return torch.stack(outputs, dim=1), (torch.stack(h), torch.stack(c))
+
+
 class LatentLSTM(nn.Module):
     """Next-latent predictor.
 
@@ -30,27 +70,52 @@ class LatentLSTM(nn.Module):
         output: ``mean``, ``gaussian`` or ``mdn`` (see the module docstring).
         components: mixture components per Z dimension for ``mdn``.
         diffs: predict the change of Z (z[t+1] - z[t]) and add it to z[t].
+        latent_shape: (C, h, w) of a spatial Z: a convolutional LSTM with ``hidden``
+            channels per layer and 1x1-conv heads; None: a dense LSTM.
     """
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
-                 diffs=False):
+                 diffs=False, latent_shape=None):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        self.args = dict(z_dim=z_dim, hidden=hidden, layers=layers, dropout=dropout,
-                         output=output, components=components, diffs=diffs)
+        if latent_shape is not None and math.prod(latent_shape) != z_dim:
+            raise ValueError(f"latent_shape {tuple(latent_shape)} does not hold z_dim {z_dim} numbers")
+        self.args = dict(z_dim=z_dim, hidden=hidden, layers=layers, dropout=dropout, output=output,
+                         components=components, diffs=diffs,
+                         latent_shape=None if latent_shape is None else list(latent_shape))
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
+        self.latent_shape = None if latent_shape is None else tuple(latent_shape)
         self.input_dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(z_dim, hidden, layers, batch_first=True,
-                            dropout=dropout if layers > 1 else 0.0)
+        self.per_dim = {"mean": 1, "gaussian": 2, "mdn": 3 * components}[output]
+        if self.latent_shape is None:
+            self.lstm = nn.LSTM(z_dim, hidden, layers, batch_first=True,
+                                dropout=dropout if layers > 1 else 0.0)
+            state_shape = (layers, 1, hidden)
+            self.head = nn.Linear(hidden, z_dim * self.per_dim)
+        else:
+            self.lstm = ConvLSTM(self.latent_shape, hidden, layers, dropout)
+            state_shape = (layers, 1, hidden) + self.latent_shape[1:]
+            self.head = nn.Conv2d(hidden, self.latent_shape[0] * self.per_dim, 1)
         # learned initial states, as in the original
-        self.h0 = nn.Parameter(torch.zeros(layers, 1, hidden))
-        self.c0 = nn.Parameter(torch.zeros(layers, 1, hidden))
-        per_dim = {"mean": 1, "gaussian": 2, "mdn": 3 * components}[output]
-        self.head = nn.Linear(hidden, z_dim * per_dim)
+        self.h0 = nn.Parameter(torch.zeros(state_shape))
+        self.c0 = nn.Parameter(torch.zeros(state_shape))
 
     def initial_state(self, batch):
-        return (self.h0.expand(-1, batch, -1).contiguous(), self.c0.expand(-1, batch, -1).contiguous())
+        shape = (-1, batch) + self.h0.shape[2:]
+        return (self.h0.expand(shape).contiguous(), self.c0.expand(shape).contiguous())
+
+    def _head(self, h):
+        """LSTM outputs (B, T, ...) -> raw head outputs (B, T, z_dim * per_dim), laid out as
+        the dense head's: [mean | log_sigma] halves, or (z_dim, 3K) for mdn."""
+        if self.latent_shape is None:
+            return self.head(h)
+        b, t = h.shape[:2]
+        c, hh, ww = self.latent_shape
+        raw = self.head(h.reshape(b * t, -1, hh, ww)).view(b, t, self.per_dim, c * hh * ww)
+        if self.output == "mdn":  # each Z dimension's 3K numbers side by side
+            return raw.transpose(2, 3).reshape(b, t, -1)
+        return raw.reshape(b, t, -1)
 
     def forward(self, z, state=None):
         """z (B, T, z_dim) -> (prediction of each next Z, LSTM state after the last step).
@@ -62,7 +127,7 @@ class LatentLSTM(nn.Module):
         if state is None:
             state = self.initial_state(z.shape[0])
         h, state = self.lstm(self.input_dropout(z), state)
-        raw = self.head(h)
+        raw = self._head(h)
         base = z if self.diffs else 0.0
         if self.output == "mean":
             return {"mean": raw + base}, state

@@ -23,25 +23,32 @@ from utils.settings import parse_settings  # noqa: E402
 
 # -----------------------------------------------------------------------------
 dataset = "mnist"  # mnist or film
-variants = ["teacher", "rollout", "kl", "mdn", "diffs"]  # which LSTM variants to train and score
+variants = ["default", "original", "teacher", "z_loss", "no_diffs", "kl", "mdn"]  # which LSTM variants to train and score (see VARIANTS)
 epochs = 0  # LSTM epochs per variant; 0 = train_lstm.py's default
-hidden = 0  # LSTM units; 0 = train_lstm.py's default
+hidden = 0  # LSTM channels or units; 0 = train_lstm.py's default
 n_eval = 1000  # test windows scored
 out_dir = "samples/results"  # metrics and the table go here
 checkpoint_dir = "checkpoints/results"  # one LSTM checkpoint per variant
 # -----------------------------------------------------------------------------
 
 VARIANTS = {  # name -> train_lstm.py settings that differ from its defaults
-    "rollout": {"rollout": True},
+    "default": {},
+    "original": {"rollout": False, "pixel_frames": 0, "diffs": False},
     "teacher": {"rollout": False},
-    "kl": {"loss": "kl"},
-    "mdn": {"loss": "mdn"},
-    "diffs": {"diffs": True},
+    "z_loss": {"pixel_frames": 0},
+    "no_diffs": {"diffs": False},
+    "kl": {"loss": "kl", "pixel_frames": 0},
+    "mdn": {"loss": "mdn", "pixel_frames": 0},
+    "dense": {"cell": "dense"},
 }
-LABELS = {"teacher": "LSTM, MSE on Z, teacher forcing (default; the original's training)",
-          "rollout": "LSTM, MSE on Z, trained on its own rollouts",
-          "kl": "LSTM, KL loss", "mdn": "LSTM, mixture density (5 components), at temperature 0",
-          "diffs": "LSTM, MSE on Z differences",
+LABELS = {"default": "LSTM, default: own rollouts, 4 predicted frames scored in pixels, Z differences",
+          "original": "LSTM, the original's training: teacher forcing, MSE on Z, Z itself",
+          "teacher": "LSTM, teacher forcing (`--rollout=false`)",
+          "z_loss": "LSTM, every frame scored on Z, MSE (`--pixel_frames=0`)",
+          "no_diffs": "LSTM, predicting Z itself (`--diffs=false`)",
+          "kl": "LSTM, KL loss on Z (`--loss=kl --pixel_frames=0`)",
+          "mdn": "LSTM, mixture density on Z, 5 components, temperature 0 (`--loss=mdn --pixel_frames=0`)",
+          "dense": "LSTM, dense cell on the flattened Z (`--cell=dense`)",
           "copy_last": "baseline: copy the last context frame",
           "mean_frame": "baseline: mean training frame",
           "autoencoder": "ceiling: true future frames through the autoencoder"}

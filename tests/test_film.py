@@ -149,7 +149,7 @@ def film(tmp_path_factory):
     train_vae_on_convs.main(argv(cae_checkpoint=p["cae"], deconv_checkpoint=p["deconv"],
                                  checkpoint=p["vae"], z_dim=8, hidden=16, **common))
     train_lstm.main(argv(dataset="film", vae_checkpoint=p["vae"], checkpoint=p["lstm"], hidden=16,
-                         seq_len=4, frame_skip=2, **common))
+                         seq_len=4, train_context=2, frame_skip=2, **common))
     return p
 
 

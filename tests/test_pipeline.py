@@ -11,9 +11,12 @@ import train_lstm
 import train_vcae
 from data.h5 import read_frames
 from models import load_model
+from models.codec import load_codec
+from models.lstm import LatentLSTM
 from tests.conftest import TINY_LSTM, TINY_VAE, argv, run_script
 from utils.errors import UserError
 from utils.runtime import atomic_path, pick_device
+from utils.settings import Settings
 
 CHECKPOINT_KEYS = {"model_kind", "model_args", "model_state", "optimizer_state", "epoch",
                    "history", "best_val_loss", "settings"}
@@ -26,14 +29,15 @@ def frames(tiny, n=4):
 def test_vae_checkpoint_describes_itself_and_reloads_identically(tiny):
     ckpt = torch.load(tiny["vae"], weights_only=True)
     assert CHECKPOINT_KEYS <= set(ckpt) and ckpt["model_kind"] == "ConvVAE"
-    assert ckpt["model_args"]["z_dim"] == 8 and ckpt["epoch"] == 1
+    assert ckpt["model_args"]["latent_channels"] == 2 and ckpt["epoch"] == 1
     assert ckpt["settings"]["base_width"] == 4 and len(ckpt["history"]["val_loss"]) == 1
     trained, reloaded = tiny["vae_model"].eval(), load_model(ckpt)
     x = frames(tiny)
     with torch.no_grad():
         for a, b in zip(trained.encode(x), reloaded.encode(x)):
             assert torch.equal(a, b)
-        assert torch.equal(trained.decode(torch.ones(2, 8)), reloaded.decode(torch.ones(2, 8)))
+        assert trained.z_dim == 2 * 8 * 8 and trained.latent_shape == (2, 8, 8)  # 64 px / 2**3
+        assert torch.equal(trained.decode(torch.ones(2, 128)), reloaded.decode(torch.ones(2, 128)))
 
 
 def test_vae_writes_grid_and_loss_history(tiny):
@@ -49,23 +53,25 @@ def test_lstm_checkpoint_records_its_vae_and_reloads_identically(tiny):
     ckpt = torch.load(tiny["lstm"], weights_only=True)
     assert CHECKPOINT_KEYS <= set(ckpt) and ckpt["model_kind"] == "LatentLSTM"
     assert ckpt["vae_checkpoint"] == tiny["vae"] and ckpt["data_path"] == tiny["data"]
-    assert ckpt["model_args"] == dict(z_dim=8, hidden=16, layers=2, dropout=0.3, output="mean",
-                                      components=5, diffs=False)
-    assert ckpt["settings"]["rollout"] is False and ckpt["settings"]["train_context"] == 10
-    z = torch.randn(3, 5, 8)
+    assert ckpt["model_args"] == dict(z_dim=128, hidden=8, layers=1, dropout=0.0, output="mean",
+                                      components=5, diffs=True, latent_shape=[2, 8, 8])
+    assert ckpt["settings"]["rollout"] is True and ckpt["settings"]["train_context"] == 4
+    assert ckpt["settings"]["cell"] == "conv" and ckpt["settings"]["pixel_frames"] == 4
+    z = torch.randn(3, 5, 128)
     assert torch.equal(tiny["lstm_model"].eval().rollout(z, 4), load_model(ckpt).rollout(z, 4))
 
 
-@pytest.mark.parametrize("options", [dict(loss="kl"), dict(loss="mdn", components=3), dict(diffs=True),
-                                     dict(seq_len=4), dict(rollout=True)])
+@pytest.mark.parametrize("options", [dict(loss="kl"), dict(loss="mdn", components=3), dict(diffs=False),
+                                     dict(seq_len=4), dict(rollout=False), dict(pixel_frames=0),
+                                     dict(cell="dense", hidden=16)])
 def test_lstm_options_train(tiny, tmp_path, options):
     path = tmp_path / "lstm.pt"
     model = train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=tiny["vae"], checkpoint=path,
-                                 out_dir=tmp_path, train_context=3, **{**TINY_LSTM, **options}))
+                                 out_dir=tmp_path, **{**TINY_LSTM, "train_context": 3, **options}))
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["settings"]["loss"] == options.get("loss", "mse")
     assert model.args["output"] == {"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[options.get("loss", "mse")]
-    assert model.args["diffs"] == options.get("diffs", False)
+    assert model.args["diffs"] == options.get("diffs", True)
     assert all(v == v for v in ckpt["history"]["train_loss"])  # finite, not NaN
     sample_video.main(argv(lstm_checkpoint=path, out_dir=tmp_path, n_sequences=1, context=3, horizon=4,
                            n_eval=4, temperature=0.5))
@@ -81,7 +87,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny, tmp_path):
     assert resumed["epoch"] == 2 and len(resumed["history"]["train_loss"]) == 2
     assert resumed["history"]["train_loss"][0] == first["history"]["train_loss"][0]
     with pytest.raises(UserError, match="cannot resume from .*use the same settings"):
-        train_vcae.main(argv(**{**common, "epochs": 3, "resume": True, "z_dim": 4}))
+        train_vcae.main(argv(**{**common, "epochs": 3, "resume": True, "latent_channels": 3}))
 
 
 def test_sample_video_writes_gifs_and_strips(tiny, tmp_path):
@@ -100,6 +106,41 @@ def test_sample_video_writes_gifs_and_strips(tiny, tmp_path):
     assert Image.open(tmp_path / "mm_sample_002.png").size == (8 * 66 - 2, 2 * 66 - 2)
     with pytest.raises(UserError, match="no test window of 9 frames 1 apart"):
         sample_video.main(argv(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, context=4, horizon=5))
+
+
+def test_dense_vae_gets_a_dense_lstm_and_refuses_a_conv_one(tiny, tmp_path):
+    vae = tmp_path / "dense.pt"
+    train_vcae.main(argv(data_path=tiny["data"], checkpoint=vae, out_dir=tmp_path,
+                         **{**TINY_VAE, "latent_channels": 0, "z_dim": 8, "n_down": 4}))
+    assert load_model(torch.load(vae, weights_only=True)).latent_shape is None
+    common = dict(data_path=tiny["data"], vae_checkpoint=vae, out_dir=tmp_path, **TINY_LSTM)
+    model = train_lstm.main(argv(checkpoint=tmp_path / "l.pt", **common))
+    assert model.args["latent_shape"] is None and model.args["z_dim"] == 8
+    assert model.args["layers"] == 2 and model.args["dropout"] == 0.3  # the dense defaults
+    with pytest.raises(UserError, match="--cell=conv needs a spatial Z.*--latent_channels"):
+        train_lstm.main(argv(checkpoint=tmp_path / "c.pt", cell="conv", **common))
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_pixel_loss_trains_the_lstm_and_leaves_the_vae_alone(tiny):
+    codec = load_codec("mnist", tiny["vae"], "cpu")
+    before = [p.clone() for p in codec.vae.parameters()]
+    model = LatentLSTM(z_dim=codec.z_dim, hidden=4, layers=1, latent_shape=codec.latent_shape, diffs=True)
+    window = torch.from_numpy(read_frames(tiny["data"], "train", "x")[:2])  # (2, 8, 1, 64, 64)
+    mean, logvar = codec.encode(window)
+    cfg = Settings(rollout=True, train_context=4, pixel_frames=2, loss="mse")
+    index = torch.arange(16).view(2, 8)
+    loss = train_lstm.sequence_loss(model.train(), (mean, logvar, index), cfg, codec, window.flatten(0, 1))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert all(not p.requires_grad and p.grad is None for p in codec.vae.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, codec.vae.parameters()))
+    # evaluating scores every predicted frame, so the loss is the same each time
+    model.eval()
+    with torch.no_grad():
+        scores = [train_lstm.sequence_loss(model, (mean, logvar, index), cfg, codec, window.flatten(0, 1))
+                  for _ in range(2)]
+    assert scores[0] == scores[1] and scores[0] > 0
 
 
 def test_missing_inputs_name_the_script_to_run(tmp_path):

@@ -6,9 +6,12 @@ import numpy as np
 import torch
 
 import sample_video
+import train_vcae
 from models.lstm import LatentLSTM, mdn_nll, mdn_sample, prediction_loss
+from models.vcae import bernoulli_elbo_loss
 from tests.conftest import argv
 from utils.metrics import StepAverages, frame_scores
+from utils.training import Batches, lr_factor
 
 
 def test_identical_frames_score_perfectly():
@@ -99,3 +102,37 @@ def test_metrics_report_has_the_model_and_the_baselines(tiny, tmp_path):
     rows = open(tmp_path / "metrics.csv").read().splitlines()
     assert rows[0] == "method,step,mse,mae,psnr,ssim" and len(rows) == 1 + 4 * 5
     assert (tmp_path / "metrics.png").stat().st_size > 1000
+
+
+def test_kl_warmup_and_lr_schedule_follow_the_step():
+    batches = Batches([torch.zeros(100, 1)], 10, "cpu")  # 10 batches an epoch
+    weights = []
+    for epoch in range(3):
+        batches.epoch = epoch
+        weights += [train_vcae.kl_weight(batches, 2.0) for _ in batches]
+    assert weights[0] == 0.0 and weights[10] == 0.5 and weights[19] == 0.95 and weights[20:] == [1.0] * 10
+    assert train_vcae.kl_weight(batches, 0.0) == 1.0
+    x = torch.rand(4, 1, 8, 8)
+    logits, mean, logvar = torch.randn(1, 4, 1, 8, 8), torch.randn(4, 3), torch.randn(4, 3)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits[0], x, reduction="sum") / 4
+    assert torch.isclose(bernoulli_elbo_loss(logits, x, mean, logvar, 0.0), bce)
+    assert bernoulli_elbo_loss(logits, x, mean, logvar) > bce  # KL > 0 for these means
+    factors = [lr_factor(s, 100, "cosine") for s in range(101)]
+    assert factors[0] == 0.04 and factors[10] == 1.0 and abs(factors[55] - 0.5) < 1e-9
+    assert factors[100] == 0.0 and all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert lr_factor(37, 100, "constant") == 1.0
+
+
+def test_conv_lstm_follows_a_shifted_input_with_shifted_predictions():
+    """Convolutions share weights across places: away from the border (whose influence
+    grows one cell per step), shifting the Z map by one cell shifts the prediction."""
+    torch.manual_seed(0)
+    model = LatentLSTM(z_dim=2 * 20 * 20, hidden=4, layers=1, dropout=0.0, latent_shape=(2, 20, 20)).eval()
+    z = torch.zeros(1, 3, 2, 20, 20)
+    z[..., 9:11, 9:11] = torch.randn(1, 3, 2, 2, 2)
+    shifted = torch.roll(z, 1, dims=-1)
+    with torch.no_grad():
+        a = model.rollout(z.flatten(2), 2).view(1, 2, 2, 20, 20)
+        b = model.rollout(shifted.flatten(2), 2).view(1, 2, 2, 20, 20)
+    assert torch.allclose(torch.roll(a, 1, dims=-1)[..., 7:13, 7:13], b[..., 7:13, 7:13], atol=1e-6)
+    assert not torch.allclose(a[..., 7:13, 7:13], b[..., 7:13, 7:13], atol=1e-3)

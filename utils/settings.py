@@ -29,13 +29,16 @@ FALSE_WORDS = {"false", "no", "off", "0"}
 
 
 class Settings(dict):
-    """A dict of setting name -> value, also readable as attributes (``cfg.lr``)."""
+    """A dict of setting name -> value, also readable and writable as attributes (``cfg.lr``)."""
 
     def __getattr__(self, name):
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        self[name] = value
 
 
 def read_setting_block(source):

@@ -43,7 +43,7 @@ class Batches:
         self.batch_size, self.device = batch_size, device
         self.shuffle, self.seed = shuffle, seed
         self.transform = transform or (lambda *xs: xs if len(xs) > 1 else xs[0])
-        self.epoch = 0
+        self.epoch = self.step = 0
         self.rank, self.world = rank_and_world()
         n = len(self.tensors[0])
         self.n = n - n % self.world if shuffle else n
@@ -63,6 +63,7 @@ class Batches:
     def __iter__(self):
         order = self.rows()
         for b in range(len(self)):
+            self.step = self.epoch * len(self) + b  # batches served before this one, over all epochs
             rows = order[b * self.batch_size:(b + 1) * self.batch_size]
             if self.shuffle:  # sorted rows read faster from memory and keep batches identical
                 rows = rows.sort().values
@@ -124,14 +125,27 @@ def evaluate(model, batches, loss_fn):
     return total / max(count, 1)
 
 
+def lr_factor(step, total, schedule):
+    """The learning rate's multiplier at optimizer step ``step`` of ``total``: 1 for
+    ``constant``; for ``cosine``, a linear warm-up from 1/25 over the first 10% of the
+    steps, then a half cosine down to 0 at the last step."""
+    if schedule == "constant":
+        return 1.0
+    warm = max(1, total // 10)
+    if step < warm:
+        return 0.04 + 0.96 * step / warm
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
 def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_path,
         made_by, out_dir, extra=None):
     """Train ``model`` for ``cfg.epochs`` epochs, checkpointing after each one.
 
     Args:
         loss_fn: ``loss_fn(model, batch) -> scalar tensor``, the mean loss of a batch.
-        cfg: Settings; uses ``epochs``, ``grad_clip`` (0 = off), ``resume`` and all of it
-            is stored in the checkpoint.
+        cfg: Settings; uses ``epochs``, ``grad_clip`` (0 = off), ``resume``, ``lr`` and
+            ``lr_schedule`` (see lr_factor; constant when absent; a function of the step
+            alone, so a resumed run continues it) and all of it is stored in the checkpoint.
         checkpoint_path: where the checkpoint goes (and is resumed from).
         made_by: this script's name, for error messages.
         out_dir: folder for ``<checkpoint stem>_loss.csv`` and ``_loss.png``.
@@ -152,12 +166,17 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_p
         from torch.nn.parallel import DistributedDataParallel
         device = next(model.parameters()).device
         step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
+    schedule = cfg.get("lr_schedule", "constant")
     for epoch in range(start, cfg.epochs):
         train_batches.epoch = epoch
         model.train()
         began, total, count = time.time(), 0.0, 0
         bar = progress(train_batches, desc=f"{stem} epoch {epoch + 1}/{cfg.epochs}")
-        for batch in bar:
+        for b, batch in enumerate(bar):
+            if schedule != "constant":
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(epoch * len(train_batches) + b,
+                                                     cfg.epochs * len(train_batches), schedule)
             loss = step(batch)
             if not torch.isfinite(loss):
                 raise UserError(f"the training loss became {loss.item()} in epoch {epoch + 1}: "
