@@ -112,7 +112,7 @@ class LatentLSTM(nn.Module):
             return self.head(h)
         b, t = h.shape[:2]
         c, hh, ww = self.latent_shape
-        raw = self.head(h.reshape(b * t, -1, hh, ww)).view(b, t, self.per_dim, c * hh * ww)
+        raw = self.head(h.reshape(b * t, -1, hh, ww)).reshape(b, t, self.per_dim, c * hh * ww)
         if self.output == "mdn":  # each Z dimension's 3K numbers side by side
             return raw.transpose(2, 3).reshape(b, t, -1)
         return raw.reshape(b, t, -1)

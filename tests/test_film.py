@@ -90,6 +90,23 @@ def test_planted_cut_is_found_and_windows_avoid_it(tmp_path):
     assert crossing == 0 and len(index) == (17 - 9) + (23 - 9)
 
 
+def test_threaded_decoding_gives_the_same_frames_as_plain_decoding(tmp_path):
+    import av
+    from av.video.reformatter import VideoReformatter
+    from data.video import frames_of, open_video, target_size
+    video = write_video(tmp_path / "v.mp4", 30, width=160, height=96, noise=20)
+    with open_video(video) as c:
+        threaded = np.stack(list(frames_of(c, 64)))
+        assert "AUTO" in str(c.streams.video[0].thread_type)  # an enum or a string, by PyAV version
+    with av.open(video) as c:  # PyAV's defaults: no decoding threads
+        stream = c.streams.video[0]
+        width, height = target_size(stream.codec_context.width, stream.codec_context.height, 64)
+        plain = np.stack([VideoReformatter().reformat(f, width=width, height=height, format="rgb24",
+                                                      interpolation="AREA").to_ndarray().transpose(2, 0, 1)
+                          for f in c.decode(stream)])
+    assert threaded.shape == (30, 3, 64, 106) and np.array_equal(threaded, plain)
+
+
 def test_memory_stays_flat_on_a_ten_times_longer_video(tmp_path):
     short = write_video(tmp_path / "short.mp4", 24)
     long = write_video(tmp_path / "long.mp4", 240)

@@ -1,0 +1,110 @@
+"""Does channels_last, torch.compile, a thread count or autocast speed up training here?
+
+    python tests/speed_options.py        # prints a table, writes speed_options.json here
+
+Not collected by pytest. Times the two Moving MNIST training steps at their default
+settings (the spatial VAE at batch 128; the conv LSTM with its pixel loss through the
+frozen decoder at batch 32) on random data, each option against plain eager float32 on
+the same machine in the same run, and says whether each gave the same loss. An option
+is worth keeping only with a ratio clearly above 1.
+"""
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import train_lstm  # noqa: E402
+import train_vcae  # noqa: E402
+from models.codec import VAECodec  # noqa: E402
+from models.lstm import LatentLSTM  # noqa: E402
+from models.vcae import ConvVAE  # noqa: E402
+from utils.settings import Settings  # noqa: E402
+
+STEPS = 12
+
+
+def to_format(model, memory_format):
+    """Convolution weights in ``memory_format`` (other parameters keep their layout)."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            m.to(memory_format=memory_format)
+    return model
+
+
+def vae_setup(memory_format=torch.contiguous_format):
+    torch.manual_seed(0)
+    model = to_format(ConvVAE(base_width=train_vcae.base_width, n_down=train_vcae.n_down,
+                              latent_channels=train_vcae.latent_channels), memory_format)
+    x = (torch.rand(128, 1, 64, 64) > 0.85).float().contiguous(memory_format=memory_format)
+    return model, lambda m: train_vcae.vae_loss(m, x, 1)
+
+
+def lstm_setup(memory_format=torch.contiguous_format):
+    torch.manual_seed(0)
+    vae = to_format(ConvVAE(base_width=train_vcae.base_width, n_down=train_vcae.n_down,
+                            latent_channels=train_vcae.latent_channels), memory_format)
+    codec = VAECodec(vae, "cpu")
+    model = to_format(LatentLSTM(z_dim=vae.z_dim, hidden=64, layers=1, dropout=0.0, diffs=True,
+                                 latent_shape=vae.latent_shape), memory_format)
+    frames = (torch.rand(32 * 20, 1, 64, 64) > 0.85).to(torch.uint8) * 255
+    mean, logvar = torch.randn(32, 20, vae.z_dim), torch.zeros(32, 20, vae.z_dim)
+    index = torch.arange(32 * 20).view(32, 20)
+    cfg = Settings(rollout=True, train_context=10, pixel_frames=4, loss="mse")
+
+    def loss(m):
+        torch.manual_seed(1)  # the same pick of pixel frames every step
+        return train_lstm.sequence_loss(m, (mean, logvar, index), cfg, codec, frames)
+    return model, loss
+
+
+def steps_per_second(model, loss_fn, autocast=False):
+    """Returns (steps per second, first loss) of Adam steps on ``loss_fn(model)``."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_fn(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.float().backward()
+        optimizer.step()
+        return loss.item()
+    first = step()  # warm-up (and, for torch.compile, the compilation)
+    for _ in range(2):
+        step()
+    began = time.perf_counter()
+    for _ in range(STEPS):
+        step()
+    return STEPS / (time.perf_counter() - began), first
+
+
+def main():
+    report = {"torch": torch.__version__, "threads": torch.get_num_threads(), "steps": {}}
+    threads = torch.get_num_threads()
+    for name, setup in (("train_vcae", vae_setup), ("train_lstm", lstm_setup)):
+        base, base_loss = steps_per_second(*setup())
+        rows = {"eager float32": (base, base_loss)}
+        rows["channels_last"] = steps_per_second(*setup(torch.channels_last))
+        model, loss_fn = setup()
+        rows["torch.compile"] = steps_per_second(torch.compile(model), loss_fn)
+        rows["bfloat16 autocast"] = steps_per_second(*setup(), autocast=True)
+        if threads > 1:
+            torch.set_num_threads(1)
+            rows["1 thread"] = steps_per_second(*setup())
+            torch.set_num_threads(threads)
+        report["steps"][name] = {k: {"steps_per_second": round(v[0], 3), "ratio": round(v[0] / base, 3),
+                                     "loss_difference": abs(v[1] - base_loss)} for k, v in rows.items()}
+        print(f"\n{name}: training steps per second, and the ratio to eager float32")
+        for k, v in report["steps"][name].items():
+            print(f"  {k.ljust(18)} {v['steps_per_second']:7.2f}/s  x{v['ratio']:.2f}  "
+                  f"first loss differs by {v['loss_difference']:.3g}")
+    with open("speed_options.json", "w") as f:
+        json.dump(report, f, indent=1)
+    print("\nwrote speed_options.json")
+
+
+if __name__ == "__main__":
+    main()
