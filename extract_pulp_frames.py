@@ -12,6 +12,7 @@ import os
 import h5py
 import numpy as np
 
+from data.h5 import FrameAppender
 from data.video import Truncated, bundled_clips, colour_histogram, cut_score, frames_of, open_video
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
@@ -25,7 +26,7 @@ short_side = 64  # frames are resized so their short side is this many px
 every_nth = 1  # keep every n-th frame (the LSTM applies the film's frame skip of 3 itself)
 test_fraction = 0.2  # the last part of each file, one contiguous block, is the test split
 cut_threshold = 0.5  # colour-histogram change (0..1) between kept frames that marks a hard cut
-buffer_frames = 64  # frames held in memory before they are written
+chunk_frames = 16  # frames per compressed HDF5 chunk; full chunks are compressed in a worker thread while decoding goes on
 keep_partial = False  # for a damaged file, keep the frames decoded before the damage
 preview_path = "samples/film_preview.png"  # PNG strip of frames from each file
 seed = 1337  # (nothing here is random; kept so every stage has one)
@@ -36,20 +37,7 @@ def extract_clip(container, path, group, cfg, bar):
     """Stream one opened video into ``group``: frames (N, 3, H, W) uint8, cuts, split attributes."""
     stream = container.streams.video[0]
     fps = float(stream.average_rate or 0) / cfg.every_nth
-    frames = None
-    buffer, kept, previous = [], 0, None
-
-    def flush():
-        nonlocal frames
-        if frames is None:
-            frames = group.create_dataset("frames", (0,) + buffer[0].shape, np.uint8,
-                                          maxshape=(None,) + buffer[0].shape,
-                                          chunks=(16,) + buffer[0].shape,
-                                          compression="gzip", compression_opts=4)
-        frames.resize(kept, axis=0)
-        frames[kept - len(buffer):kept] = np.stack(buffer)
-        buffer.clear()
-
+    writer, kept, previous = None, 0, None
     cuts = []
     try:
         for i, frame in enumerate(frames_of(container, cfg.short_side)):
@@ -60,17 +48,16 @@ def extract_clip(container, path, group, cfg, bar):
             if previous is not None and cut_score(previous, hist) > cfg.cut_threshold:
                 cuts.append(kept)  # frame `kept` starts a new shot
             previous = hist
-            buffer.append(frame)
+            if writer is None:
+                writer = FrameAppender(group, "frames", frame.shape, chunk=cfg.chunk_frames)
+            writer.append(frame)
             kept += 1
-            if len(buffer) == cfg.buffer_frames:
-                flush()
     except Truncated as e:
         if not cfg.keep_partial or kept == 0:
             raise UserError(f"{path} is damaged: {e.reason}. Re-encode or re-download it, or pass "
                             f"--keep_partial to keep the frames decoded before the damage") from None
         print(f"warning: {path} is damaged ({e.reason}); keeping its first {kept} frames")
-    if buffer:
-        flush()
+    frames = writer.close()
     n_test = int(round(kept * cfg.test_fraction))
     group.create_dataset("cuts", data=np.asarray(cuts, np.int64))
     group.attrs.update(source=os.path.basename(path), fps=fps, every_nth=cfg.every_nth,
@@ -81,8 +68,8 @@ def extract_clip(container, path, group, cfg, bar):
 
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv)
-    if cfg.every_nth < 1 or cfg.buffer_frames < 1 or not 0 <= cfg.test_fraction < 1:
-        raise UserError("--every_nth and --buffer_frames must be at least 1, --test_fraction in [0, 1)")
+    if cfg.every_nth < 1 or cfg.chunk_frames < 1 or not 0 <= cfg.test_fraction < 1:
+        raise UserError("--every_nth and --chunk_frames must be at least 1, --test_fraction in [0, 1)")
     seed_everything(cfg.seed)
     videos = [v for v in cfg.video if v]
     if not videos:

@@ -62,6 +62,20 @@ def test_every_nth_shapes_dtype_and_aspect(tmp_path):
         assert frames.chunks[0] == 16 and frames.compression == "gzip"
 
 
+def test_stored_frames_are_the_decoded_frames_in_every_chunk(tmp_path):
+    """Full chunks are compressed in a thread and written directly, the last partial one
+    through h5py: reading back gives every decoded frame, in order, under gzip."""
+    from data.video import frames_of, open_video
+    video = write_video(tmp_path / "a.mp4", 30, noise=20)
+    out = extract(tmp_path, [video], chunk_frames=8)  # 3 full chunks and 6 frames
+    with open_video(video) as c:
+        decoded = np.stack(list(frames_of(c, 64)))
+    with h5py.File(out) as f:
+        frames = f["clips/000/frames"]
+        assert frames.chunks[0] == 8 and frames.compression == "gzip"
+        assert frames.shape == decoded.shape == (30, 3, 64, 106) and np.array_equal(frames[:], decoded)
+
+
 def test_portrait_video_keeps_width_at_short_side(tmp_path):
     out = extract(tmp_path, [write_video(tmp_path / "p.mp4", 6, width=96, height=128)])
     with h5py.File(out) as f:
@@ -113,7 +127,7 @@ def test_memory_stays_flat_on_a_ten_times_longer_video(tmp_path):
     peaks = []
     for i, v in enumerate((short, long)):
         tracemalloc.start()
-        extract_pulp_frames.main(argv(out_path=tmp_path / f"{i}.h5", preview_path="", buffer_frames=8,
+        extract_pulp_frames.main(argv(out_path=tmp_path / f"{i}.h5", preview_path="", chunk_frames=8,
                                       video=v))
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
