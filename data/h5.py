@@ -40,7 +40,7 @@ class FrameAppender:
     and returns the dataset.
     """
 
-    def __init__(self, group, name, frame_shape, chunk=16, level=4, max_pending=4):
+    def __init__(self, group, name, frame_shape, chunk=16, level=4, max_pending=1):
         import zlib
         from concurrent.futures import ThreadPoolExecutor
         self.dataset = group.create_dataset(name, (0,) + tuple(frame_shape), np.uint8,
