@@ -47,8 +47,7 @@ class Codec:
         """Reconstruction loss of the frames decoded from ``z`` (B, z_dim) against uint8
         ``frames`` (B, C, H, W): squared error summed over each frame's pixels (in [0, 1]),
         mean over frames. Gradients flow to ``z`` only; the decoder stays frozen."""
-        target = frames.float().div_(255.0)
-        return (self.decode_batch(z) - target).pow(2).flatten(1).sum(1).mean()
+        return (self.decode_batch(z) - self._to_float(frames)).pow(2).flatten(1).sum(1).mean()
 
     def _to_float(self, frames):
         if isinstance(frames, np.ndarray):
@@ -90,8 +89,8 @@ class VAECodec(Codec):
     def pixel_loss(self, z, frames):
         """The VAE's own likelihood: binary cross-entropy summed over each frame's pixels,
         mean over frames (steeper than squared error where a sigmoid saturates)."""
-        target = frames.float().div_(255.0)
-        return F.binary_cross_entropy_with_logits(self.vae.decode(z), target, reduction="sum") / len(z)
+        return F.binary_cross_entropy_with_logits(self.vae.decode(z), self._to_float(frames),
+                                                  reduction="sum") / len(z)
 
 
 class FilmCodec(Codec):
