@@ -45,6 +45,7 @@ batch_size = 0  # windows per batch; 0 = 32 (mnist) or 16 (film)
 lr = 2e-3  # Adam's peak learning rate (the original: 1e-4, constant)
 lr_schedule = "cosine"  # cosine (warm up over the first 10% of the steps, then down to 0) or constant
 grad_clip = 10.0  # gradient-norm clipping; 0 = off
+precision = "float32"  # float32, or bfloat16 (autocast: about twice as fast on CPUs with AMX or AVX512-BF16, and on recent GPUs)
 resume = False  # continue from the checkpoint if it exists
 device = "auto"  # auto = cuda, then mps, else cpu
 seed = 1337  # seeds the initial weights and the batch order
@@ -104,7 +105,8 @@ def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv,
                          choices={"dataset": ("mnist", "film"), "loss": ("mse", "kl", "mdn"),
                                   "cell": ("auto", "conv", "dense"),
-                                  "lr_schedule": ("cosine", "constant")})
+                                  "lr_schedule": ("cosine", "constant"),
+                                  "precision": ("float32", "bfloat16")})
     fill_branch_defaults(cfg, {"checkpoint": "lstm_checkpoint", "train_context": "context"})
     if cfg.seq_len < 2 or cfg.frame_skip < 1 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.film_crops < 1:
         raise UserError("--seq_len must be at least 2; --frame_skip, --epochs, --batch_size "

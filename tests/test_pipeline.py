@@ -17,6 +17,7 @@ from tests.conftest import TINY_LSTM, TINY_VAE, argv, run_script
 from utils.errors import UserError
 from utils.runtime import atomic_path, pick_device
 from utils.settings import Settings
+from utils.training import autocast
 
 CHECKPOINT_KEYS = {"model_kind", "model_args", "model_state", "optimizer_state", "epoch",
                    "history", "best_val_loss", "settings"}
@@ -76,6 +77,26 @@ def test_lstm_options_train(tiny, tmp_path, options):
     sample_video.main(argv(lstm_checkpoint=path, out_dir=tmp_path, n_sequences=1, context=3, horizon=4,
                            n_eval=4, temperature=0.5))
     assert (tmp_path / "mm_sample_000.gif").exists() and (tmp_path / "metrics.json").exists()
+
+
+def test_bfloat16_precision_runs_the_model_in_bfloat16_and_trains_like_float32(tiny, tmp_path):
+    conv = torch.nn.Conv2d(1, 2, 3)
+    with autocast(conv, "bfloat16"):
+        assert conv(torch.ones(1, 1, 5, 5)).dtype == torch.bfloat16
+    with autocast(conv, "float32"):
+        assert conv(torch.ones(1, 1, 5, 5)).dtype == torch.float32
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        path = tmp_path / f"{precision}.pt"
+        train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=tiny["vae"], checkpoint=path,
+                             out_dir=tmp_path, precision=precision, **TINY_LSTM))
+        ckpt = torch.load(path, weights_only=True)
+        assert ckpt["settings"]["precision"] == precision
+        losses[precision] = ckpt["history"]["train_loss"][0], ckpt["history"]["val_loss"][0]
+    for a, b in zip(losses["float32"], losses["bfloat16"]):
+        assert a != b and abs(a - b) < 0.02 * a  # rounded differently, trained the same
+    with pytest.raises(UserError, match="precision"):
+        train_vcae.main(argv(data_path=tiny["data"], precision="float16"))
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny, tmp_path):

@@ -111,13 +111,22 @@ def resume_state(path, model, optimizer, made_by):
     return ckpt["epoch"], ckpt["history"], ckpt
 
 
-def evaluate(model, batches, loss_fn):
+def autocast(model, precision):
+    """A context that runs the forward pass in ``precision``: float32 (no autocast) or
+    bfloat16 (torch.autocast on the model's device: matrix products and convolutions in
+    bfloat16, reductions and the loss in float32)."""
+    device = next(model.parameters()).device.type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
+def evaluate(model, batches, loss_fn, precision="float32"):
     """Mean of ``loss_fn`` over ``batches``, weighted by batch size, without gradients."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in batches:
-            loss = loss_fn(model, batch)
+            with autocast(model, precision):
+                loss = loss_fn(model, batch)
             n = (batch[0] if isinstance(batch, (tuple, list)) else batch).shape[0]
             total += loss.item() * n
             count += n
@@ -145,7 +154,8 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_p
         loss_fn: ``loss_fn(model, batch) -> scalar tensor``, the mean loss of a batch.
         cfg: Settings; uses ``epochs``, ``grad_clip`` (0 = off), ``resume``, ``lr`` and
             ``lr_schedule`` (see lr_factor; constant when absent; a function of the step
-            alone, so a resumed run continues it) and all of it is stored in the checkpoint.
+            alone, so a resumed run continues it), ``precision`` (see autocast; float32
+            when absent) and all of it is stored in the checkpoint.
         checkpoint_path: where the checkpoint goes (and is resumed from).
         made_by: this script's name, for error messages.
         out_dir: folder for ``<checkpoint stem>_loss.csv`` and ``_loss.png``.
@@ -167,6 +177,7 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_p
         device = next(model.parameters()).device
         step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
     schedule = cfg.get("lr_schedule", "constant")
+    precision = cfg.get("precision", "float32")
     for epoch in range(start, cfg.epochs):
         train_batches.epoch = epoch
         model.train()
@@ -177,7 +188,8 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_p
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * lr_factor(epoch * len(train_batches) + b,
                                                      cfg.epochs * len(train_batches), schedule)
-            loss = step(batch)
+            with autocast(model, precision):
+                loss = step(batch).float()
             if not torch.isfinite(loss):
                 raise UserError(f"the training loss became {loss.item()} in epoch {epoch + 1}: "
                                 "lower --lr or --grad_clip and run again")
@@ -192,7 +204,7 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, checkpoint_p
             bar.set_postfix(loss=f"{total / count:.4g}")
         train_seconds = time.time() - began
         total, count = all_ranks_sum(total, count)
-        val_loss = evaluate(model, val_batches, loss_fn)
+        val_loss = evaluate(model, val_batches, loss_fn, precision)
         seconds = time.time() - began
         for key, value in (("epoch", epoch + 1), ("train_loss", total / max(count, 1)),
                            ("val_loss", val_loss), ("seconds", round(seconds, 2)),
