@@ -22,6 +22,7 @@ import train_vcae  # noqa: E402
 from models.codec import VAECodec  # noqa: E402
 from models.lstm import LatentLSTM  # noqa: E402
 from models.vcae import ConvVAE  # noqa: E402
+from utils import training  # noqa: E402
 from utils.settings import Settings  # noqa: E402
 
 STEPS = 12
@@ -61,12 +62,12 @@ def lstm_setup(memory_format=torch.contiguous_format):
     return model, loss
 
 
-def steps_per_second(model, loss_fn, autocast=False):
+def steps_per_second(model, loss_fn, bf16=False):
     """Returns (steps per second, first loss) of Adam steps on ``loss_fn(model)``."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with training.autocast(model, "bfloat16" if bf16 else "float32"):
             loss = loss_fn(model)
         optimizer.zero_grad(set_to_none=True)
         loss.float().backward()
@@ -90,7 +91,7 @@ def main():
         rows["channels_last"] = steps_per_second(*setup(torch.channels_last))
         model, loss_fn = setup()
         rows["torch.compile"] = steps_per_second(torch.compile(model), loss_fn)
-        rows["bfloat16 autocast"] = steps_per_second(*setup(), autocast=True)
+        rows["bfloat16 autocast"] = steps_per_second(*setup(), bf16=True)
         if threads > 1:
             torch.set_num_threads(1)
             rows["1 thread"] = steps_per_second(*setup())
