@@ -55,6 +55,18 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
         assert not np.array_equal(a["train/frames"][:], b["train/frames"][:])
 
 
+def test_more_training_sequences_keep_the_same_test_split(tmp_path):
+    """A run with a larger n_train (the README's longer run) is scored on the same test set."""
+    paths = [tmp_path / f"{n}.h5" for n in (TINY_DATA["n_train"], 3 * TINY_DATA["n_train"])]
+    for path in paths:
+        settings = {**TINY_DATA, "n_train": int(path.stem)}
+        moving_mnist.main(argv(out_path=path, preview_path="", **settings))
+    with h5py.File(paths[0]) as small, h5py.File(paths[1]) as large:
+        assert len(large["train/frames"]) == 3 * len(small["train/frames"])
+        assert np.array_equal(small["test/frames"][:], large["test/frames"][:])
+        assert np.array_equal(small["test/digit_index"][:], large["test/digit_index"][:])
+
+
 @pytest.mark.parametrize("dynamics, lo, hi", [("srivastava", 0, 36), ("original", -2, 38)])
 def test_digits_stay_within_their_bounds(dynamics, lo, hi):
     pos = trajectories(np.random.default_rng(0), 200, 30, 2, 64, 28, dynamics)
