@@ -9,7 +9,7 @@ import os
 import h5py
 import numpy as np
 
-from data.bouncing import DYNAMICS, render, trajectories
+from data.bouncing import DYNAMICS, generate, resize_digits
 from data.mnist_digits import load_digits
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
@@ -33,27 +33,6 @@ preview_path = "samples/moving_mnist_preview.png"  # PNG strip of a few training
 preview_sequences = 4  # rows in the preview strip
 seed = 1337  # same seed, same bytes
 # -----------------------------------------------------------------------------
-
-
-def resize_digits(images, size):
-    """(N, 28, 28) uint8 -> (N, size, size) uint8, bilinear, for non-standard digit sizes."""
-    if images.shape[-1] == size:
-        return images
-    from PIL import Image
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
-                     for im in images])
-
-
-def generate(rng, pool, pool_index, n_sequences, cfg):
-    """Yield (frames, positions, digit_index) chunks of at most cfg.chunk sequences."""
-    for start in range(0, n_sequences, cfg.chunk):
-        n = min(cfg.chunk, n_sequences - start)
-        picks = rng.integers(0, len(pool), size=(n, cfg.n_digits))
-        positions = trajectories(rng, n, cfg.seq_len, cfg.n_digits, cfg.frame_size,
-                                 cfg.digit_size, cfg.dynamics)
-        overlap = "max" if cfg.dynamics == "srivastava" else "add"
-        frames = render(pool[picks], positions, cfg.frame_size, overlap)
-        yield frames, positions, pool_index[picks].astype(np.int32)
 
 
 def read_test_npy(path, cfg):

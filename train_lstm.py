@@ -2,7 +2,8 @@
 
 Reads the dataset and the trained encoder (the VAE for Moving MNIST; CAE + VAE on conv
 features for the film); encodes every frame once, in large batches, to the mean and
-log-variance of Z; trains a convolutional LSTM (spatial Z) or a dense one (vector Z) on
+log-variance of Z (Moving MNIST can instead draw new training sequences every epoch and
+encode those); trains a convolutional LSTM (spatial Z) or a dense one (vector Z) on
 windows of Z: after the context frames it runs on its own predictions, and predicted
 frames are decoded by the frozen decoder and scored in pixels (the original's
 teacher-forced training on Z is a setting away). Film windows use a frame skip of 3, stay
@@ -12,13 +13,13 @@ the loss history.
 """
 import torch
 
-from data.sequences import fill_branch_defaults, split_clips, windows
+from data.sequences import fill_branch_defaults, new_mnist_sequences, sequence_clips, split_clips, windows
 from models.codec import load_codec
 from models.lstm import LatentLSTM, prediction_loss
 from utils.errors import UserError, run_cli
 from utils.runtime import pick_device, seed_everything
 from utils.settings import parse_settings
-from utils.training import Batches, fit
+from utils.training import Batches, autocast, fit
 
 # -----------------------------------------------------------------------------
 dataset = "mnist"  # which branch: mnist or film
@@ -40,6 +41,7 @@ seq_len = 0  # frames per training window; 0 = 20 (mnist) or 10 (film)
 frame_skip = 0  # use every n-th frame; 0 = 1 (mnist) or 3 (film)
 film_crops = 3  # film: fixed crops per frame encoded for training (1 = centre only)
 train_sequences = 0  # mnist: training sequences to use; 0 = all
+new_sequences = 0  # mnist: draw this many new training sequences every epoch (the dataset's dynamics and training digits, a random stream per seed and epoch) instead of reusing its stored ones; 0 = off
 epochs = 8  # passes over the training windows
 batch_size = 0  # windows per batch; 0 = 32 (mnist) or 16 (film)
 lr = 2e-3  # Adam's peak learning rate (the original: 1e-4, constant)
@@ -52,16 +54,19 @@ seed = 1337  # seeds the initial weights and the batch order
 # -----------------------------------------------------------------------------
 
 
-def encode_windows(codec, cfg, split, n_crops, limit=0):
-    """Z of every frame of ``split`` (mean, logvar, each (F, z_dim)), the training windows
-    into them (W, seq_len) and the frames themselves (uint8 tensor (F, C, H, W))."""
-    frames, lengths, cuts = split_clips(cfg.dataset, cfg.data_path, split, n_crops=n_crops, limit=limit)
+def encode_windows(codec, cfg, split, clips):
+    """Z of every frame of ``clips`` (frames, lengths, cuts; see split_clips) on the
+    training device (mean, logvar, each (F, z_dim), encoded under ``precision``), the
+    windows into them (W, seq_len) and the frames themselves (uint8 tensor (F, C, H, W))."""
+    frames, lengths, cuts = clips
     index = windows(lengths, cuts, cfg.seq_len, cfg.frame_skip)
     if len(index) == 0:
         raise UserError(f"no {split} window of {cfg.seq_len} frames {cfg.frame_skip} apart fits in "
                         f"{cfg.data_path} without crossing a cut: lower --seq_len or --frame_skip")
-    mean, logvar = codec.encode(frames[None], desc=f"encoding {split} frames")
-    return mean[0], logvar[0], index, torch.from_numpy(frames)
+    with autocast(codec.device, cfg.precision):
+        mean, logvar = codec.encode(frames[None], desc=f"encoding {split} frames")
+    return (mean[0].float().to(codec.device), logvar[0].float().to(codec.device), index,
+            torch.from_numpy(frames))
 
 
 def pick_cell(cfg, codec):
@@ -116,32 +121,47 @@ def main(argv=None):
                         f"{cfg.seq_len}, so that some frames are predicted")
     if cfg.pixel_frames < 0:
         raise UserError("--pixel_frames must be 0 (loss on Z only) or more")
+    if cfg.new_sequences < 0 or (cfg.new_sequences and cfg.dataset != "mnist"):
+        raise UserError("--new_sequences must be 0, or a positive count with --dataset=mnist")
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
 
     codec = load_codec(cfg.dataset, cfg.vae_checkpoint, dev)
     pick_cell(cfg, codec)
-    train_mean, train_logvar, train_index, train_frames = encode_windows(
-        codec, cfg, "train", cfg.film_crops if cfg.dataset == "film" else 1, cfg.train_sequences)
-    val_mean, val_logvar, val_index, val_frames = encode_windows(codec, cfg, "test", 1)
-    print(f"{len(train_index)} training and {len(val_index)} validation windows of {cfg.seq_len} "
-          f"latent codes (z_dim {codec.z_dim}, frame skip {cfg.frame_skip}) on {dev}; {cfg.cell} LSTM, "
-          f"loss on {f'Z and {cfg.pixel_frames} predicted frames in pixels' if cfg.pixel_frames else 'Z'}")
+    train = {}  # mean, logvar, index, frames of the training split (or of this epoch's new sequences)
 
-    train_mean, train_logvar, val_mean, val_logvar = (
-        t.to(dev) for t in (train_mean, train_logvar, val_mean, val_logvar))
+    def load_train(epoch):
+        if cfg.new_sequences:
+            clips = sequence_clips(new_mnist_sequences(cfg.data_path, cfg.new_sequences,
+                                                       [cfg.seed, 2, epoch]))
+        else:
+            clips = split_clips(cfg.dataset, cfg.data_path, "train",
+                                n_crops=cfg.film_crops if cfg.dataset == "film" else 1,
+                                limit=cfg.train_sequences)
+        train.update(zip(("mean", "logvar", "index", "frames"),
+                         encode_windows(codec, cfg, "train", clips)))
+        return [train["index"]]
+
+    val_mean, val_logvar, val_index, val_frames = encode_windows(
+        codec, cfg, "test", split_clips(cfg.dataset, cfg.data_path, "test"))
+    train_data = (f"{cfg.new_sequences} new training sequences per epoch" if cfg.new_sequences
+                  else f"{len(load_train(0)[0])} training windows")
+    print(f"{train_data} and {len(val_index)} validation windows of {cfg.seq_len} latent codes "
+          f"(z_dim {codec.z_dim}, frame skip {cfg.frame_skip}) on {dev}; {cfg.cell} LSTM, loss on "
+          f"{f'Z and {cfg.pixel_frames} predicted frames in pixels' if cfg.pixel_frames else 'Z'}")
     model = LatentLSTM(z_dim=codec.z_dim, hidden=cfg.hidden, layers=cfg.layers,
                        dropout=cfg.dropout, output={"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[cfg.loss],
                        components=cfg.components, diffs=cfg.diffs,
                        latent_shape=codec.latent_shape if cfg.cell == "conv" else None).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    train_batches = Batches([train_index], cfg.batch_size, dev, shuffle=True, seed=cfg.seed,
-                            transform=lambda i: (train_mean[i], train_logvar[i], i))
+    train_batches = Batches(None if cfg.new_sequences else [train["index"]], cfg.batch_size, dev,
+                            shuffle=True, seed=cfg.seed, refresh=load_train if cfg.new_sequences else None,
+                            transform=lambda i: (train["mean"][i], train["logvar"][i], i))
     val_batches = Batches([val_index], cfg.batch_size, dev,
                           transform=lambda i: (val_mean[i], val_logvar[i], i))
 
     def loss_fn(m, batch):
-        frames = train_frames if m.training else val_frames
+        frames = train["frames"] if m.training else val_frames
         return sequence_loss(m, batch, cfg, codec, frames)
 
     fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, cfg.checkpoint, "train_lstm.py",

@@ -79,3 +79,28 @@ def render(digits, positions, frame_size, overlap="max"):
     if overlap == "add":
         frames = np.minimum(frames, 255).astype(np.uint8)
     return np.ascontiguousarray(frames)[:, :, None]
+
+
+def resize_digits(images, size):
+    """(N, 28, 28) uint8 -> (N, size, size) uint8, bilinear, for non-standard digit sizes."""
+    if images.shape[-1] == size:
+        return images
+    from PIL import Image
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+                     for im in images])
+
+
+def generate(rng, pool, pool_index, n_sequences, spec):
+    """Yield (frames, positions, digit_index) chunks of at most spec["chunk"] sequences.
+
+    ``spec`` maps chunk, n_digits, seq_len, frame_size, digit_size and dynamics to their
+    values (moving_mnist.py's settings, or the attributes it stored in a dataset);
+    ``pool`` holds the digit images (already digit_size) and ``pool_index`` their ids."""
+    chunk, n_digits, dynamics = int(spec["chunk"]), int(spec["n_digits"]), str(spec["dynamics"])
+    frame_size, digit_size = int(spec["frame_size"]), int(spec["digit_size"])
+    for start in range(0, n_sequences, chunk):
+        n = min(chunk, n_sequences - start)
+        picks = rng.integers(0, len(pool), size=(n, n_digits))
+        positions = trajectories(rng, n, int(spec["seq_len"]), n_digits, frame_size, digit_size, dynamics)
+        frames = render(pool[picks], positions, frame_size, "max" if dynamics == "srivastava" else "add")
+        yield frames, positions, pool_index[picks].astype(np.int32)

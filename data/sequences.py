@@ -5,11 +5,16 @@ or one crop of one film file's block), stored as one frame array with the clip l
 and the shot cuts inside each clip. Training and sampling take windows of ``seq_len``
 frames ``frame_skip`` apart that stay inside one clip and cross no cut.
 """
+import functools
+
+import h5py
 import numpy as np
 import torch
 
+from data.bouncing import generate, resize_digits
 from data.film import centre_crop, read_clips
 from data.h5 import read_frames
+from data.mnist_digits import load_digits
 from utils.errors import UserError
 
 BRANCHES = {  # per-dataset defaults for the settings the two branches do not share
@@ -43,9 +48,7 @@ def split_clips(dataset, data_path, split, crop=64, n_crops=1, limit=0):
     per file (1 = the centre crop), each its own clip.
     """
     if dataset == "mnist":
-        seqs = read_frames(data_path, split, BRANCHES["mnist"]["made_by"], limit)
-        n, t = seqs.shape[:2]
-        return seqs.reshape(n * t, *seqs.shape[2:]), [t] * n, [np.zeros(0, np.int64)] * n
+        return sequence_clips(read_frames(data_path, split, BRANCHES["mnist"]["made_by"], limit))
     frames, lengths, cuts = [], [], []
     for clip in read_clips(data_path, split):
         f = clip["frames"]
@@ -68,6 +71,39 @@ def split_clips(dataset, data_path, split, crop=64, n_crops=1, limit=0):
     if not frames:
         raise UserError(f"{data_path} has no {split} frames")
     return np.concatenate(frames), lengths, cuts
+
+
+def sequence_clips(seqs):
+    """Equal-length sequences (N, T, C, H, W) as clips: one per sequence, no cuts."""
+    n, t = seqs.shape[:2]
+    return seqs.reshape(n * t, *seqs.shape[2:]), [t] * n, [np.zeros(0, np.int64)] * n
+
+
+@functools.lru_cache(maxsize=2)
+def _train_digits(mnist_dir, digit_size, source):
+    digits = load_digits(mnist_dir, download=False)
+    if digits["source"] != source:
+        raise UserError(f"the dataset's training digits came from {source}, but {mnist_dir} now "
+                        f"gives {digits['source']}: make the dataset again with moving_mnist.py")
+    return resize_digits(digits["train"], digit_size), digits["train_index"]
+
+
+def new_mnist_sequences(data_path, n, seed):
+    """``n`` new Moving MNIST training sequences, uint8 (n, T, 1, H, W), made the way the
+    ones in ``data_path`` were (the dynamics, sizes and training-digit pool its attributes
+    record) from the random stream ``seed`` (a list of ints; moving_mnist.py's own train
+    and test streams are [seed, 0] and [seed, 1])."""
+    made_by = BRANCHES["mnist"]["made_by"]
+    read_frames(data_path, "test", made_by, 1)  # the usual errors for a missing or foreign file
+    with h5py.File(data_path, "r") as f:
+        spec = dict(f.attrs)
+    if spec.get("made_by") != made_by or "digit_source" not in spec:
+        raise UserError(f"{data_path} does not record how moving_mnist.py made it: make it again "
+                        f"with moving_mnist.py to draw new training sequences")
+    pool, pool_index = _train_digits(str(spec["mnist_dir"]), int(spec["digit_size"]),
+                                     str(spec["digit_source"]))
+    rng = np.random.default_rng(seed)
+    return np.concatenate([frames for frames, _, _ in generate(rng, pool, pool_index, n, spec)])
 
 
 def windows(lengths, cuts, seq_len, frame_skip):

@@ -10,6 +10,7 @@ import pytest
 import moving_mnist
 from data.bouncing import render, trajectories
 from data.mnist_digits import load_digits, read_idx
+from data.sequences import new_mnist_sequences
 from tests.conftest import TINY_DATA, argv, run_script
 from utils.errors import UserError
 
@@ -65,6 +66,29 @@ def test_more_training_sequences_keep_the_same_test_split(tmp_path):
         assert len(large["train/frames"]) == 3 * len(small["train/frames"])
         assert np.array_equal(small["test/frames"][:], large["test/frames"][:])
         assert np.array_equal(small["test/digit_index"][:], large["test/digit_index"][:])
+
+
+def test_new_sequences_follow_the_recipe_stored_in_the_dataset(tiny):
+    """train_lstm --new_sequences draws sequences the way moving_mnist.py made the file's."""
+    with h5py.File(tiny["data"]) as f:
+        stored, seed = f["train/frames"][:], int(f.attrs["seed"])
+    # the file's own train stream gives its stored sequences: same dynamics, sizes, digit pool
+    again = new_mnist_sequences(tiny["data"], len(stored), [seed, 0])
+    assert again.dtype == np.uint8 and np.array_equal(again, stored)
+    first, same, other = (new_mnist_sequences(tiny["data"], 5, [seed, 2, epoch]) for epoch in (0, 0, 1))
+    assert first.shape == (5,) + stored.shape[1:]
+    assert np.array_equal(first, same) and not np.array_equal(first, other)
+    assert not np.array_equal(first, stored[:5])
+
+
+def test_new_sequences_need_a_file_made_by_moving_mnist(tmp_path):
+    with pytest.raises(UserError, match="no dataset at"):
+        new_mnist_sequences(str(tmp_path / "missing.h5"), 2, [1])
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["test/frames"] = np.zeros((1, 2, 1, 64, 64), np.uint8)
+    with pytest.raises(UserError, match="does not record how moving_mnist.py made it"):
+        new_mnist_sequences(str(foreign), 2, [1])
 
 
 @pytest.mark.parametrize("dynamics, lo, hi", [("srivastava", 0, 36), ("original", -2, 38)])

@@ -10,6 +10,7 @@ import sample_video
 import train_lstm
 import train_vcae
 from data.h5 import read_frames
+from data.sequences import new_mnist_sequences
 from models import load_model
 from models.codec import load_codec
 from models.lstm import LatentLSTM
@@ -227,6 +228,43 @@ def test_torchrun_two_processes_write_one_checkpoint_like_a_single_run(tiny, tmp
     again = torch.load(tmp_path / "ddp.pt", weights_only=True)
     assert again["epoch"] == 2 and again["history"]["train_loss"][0] == ddp["history"]["train_loss"][0]
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]  # rank 1's discarded writes are gone
+
+
+def test_batches_refresh_their_data_once_per_epoch():
+    from utils.training import Batches
+    calls = []
+
+    def refresh(epoch):
+        calls.append(epoch)
+        return [torch.arange(4 + epoch)]
+
+    b = Batches(None, 2, "cpu", shuffle=True, seed=0, refresh=refresh)
+    assert len(b) == 2 and sorted(torch.cat(list(b)).tolist()) == [0, 1, 2, 3]
+    b.epoch = 1
+    assert len(b) == 3 and sorted(torch.cat(list(b)).tolist()) == [0, 1, 2, 3, 4]
+    assert calls == [0, 1]
+
+
+def test_lstm_draws_new_sequences_every_epoch_and_on_resume(tiny, tmp_path, monkeypatch):
+    drawn = []
+
+    def recording(path, n, seed):
+        drawn.append((n, seed))
+        return new_mnist_sequences(path, n, seed)
+
+    monkeypatch.setattr(train_lstm, "new_mnist_sequences", recording)
+    path = tmp_path / "lstm.pt"
+    common = dict(data_path=tiny["data"], vae_checkpoint=tiny["vae"], checkpoint=path, out_dir=tmp_path,
+                  new_sequences=6)
+    train_lstm.main(argv(**{**TINY_LSTM, **common, "epochs": 2}))
+    assert drawn == [(6, [1337, 2, 0]), (6, [1337, 2, 1])]
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["settings"]["new_sequences"] == 6 and ckpt["epoch"] == 2
+    assert all(v == v for v in ckpt["history"]["train_loss"])
+    train_lstm.main(argv(**{**TINY_LSTM, **common, "epochs": 3, "resume": True}))
+    assert drawn[2:] == [(6, [1337, 2, 2])]
+    with pytest.raises(UserError, match="--new_sequences"):
+        train_lstm.main(argv(**{**TINY_LSTM, **common, "dataset": "film"}))
 
 
 def test_batches_shard_rows_across_ranks(monkeypatch):

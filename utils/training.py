@@ -36,20 +36,36 @@ class Batches:
     run sees the same order it would have seen uninterrupted. Under torchrun each rank
     takes every world-th row of that order (shuffled sets are first cut to a multiple of
     the world size, so every rank runs the same number of steps).
+
+    With ``refresh`` (a function epoch -> tensors) the tensors are replaced by
+    ``refresh(epoch)`` once per epoch, before its first row is read: data drawn anew each
+    epoch. ``tensors`` may then be None.
     """
 
-    def __init__(self, tensors, batch_size, device, shuffle=False, seed=0, transform=None):
-        self.tensors = tuple(tensors)
+    def __init__(self, tensors, batch_size, device, shuffle=False, seed=0, transform=None,
+                 refresh=None):
         self.batch_size, self.device = batch_size, device
         self.shuffle, self.seed = shuffle, seed
         self.transform = transform or (lambda *xs: xs if len(xs) > 1 else xs[0])
         self.epoch = self.step = 0
         self.rank, self.world = rank_and_world()
+        self.refresh, self.loaded_epoch = refresh, None
+        if tensors is not None:
+            self._hold(tensors)
+
+    def _hold(self, tensors):
+        self.tensors = tuple(tensors)
         n = len(self.tensors[0])
-        self.n = n - n % self.world if shuffle else n
+        self.n = n - n % self.world if self.shuffle else n
+
+    def _current(self):
+        if self.refresh is not None and self.loaded_epoch != self.epoch:
+            self._hold(self.refresh(self.epoch))
+            self.loaded_epoch = self.epoch
 
     def rows(self):
         """Indices this rank reads this epoch, in order."""
+        self._current()
         if self.shuffle:
             order = torch.randperm(len(self.tensors[0]),
                                    generator=torch.Generator().manual_seed(self.seed + self.epoch))[:self.n]
@@ -58,6 +74,7 @@ class Batches:
         return order[self.rank::self.world]
 
     def __len__(self):
+        self._current()
         return math.ceil(len(range(self.rank, self.n, self.world)) / self.batch_size)
 
     def __iter__(self):
@@ -111,12 +128,12 @@ def resume_state(path, model, optimizer, made_by):
     return ckpt["epoch"], ckpt["history"], ckpt
 
 
-def autocast(model, precision):
-    """A context that runs the forward pass in ``precision``: float32 (no autocast) or
-    bfloat16 (torch.autocast on the model's device: matrix products and convolutions in
-    bfloat16, reductions and the loss in float32)."""
-    device = next(model.parameters()).device.type
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+def autocast(where, precision):
+    """A context that runs forward passes in ``precision``: float32 (no autocast) or
+    bfloat16 (torch.autocast on the device ``where`` is, a model or a torch.device: matrix
+    products and convolutions in bfloat16, reductions and the loss in float32)."""
+    device = where if isinstance(where, torch.device) else next(where.parameters()).device
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
 
 def evaluate(model, batches, loss_fn, precision="float32"):
