@@ -5,8 +5,9 @@
 Not collected by pytest. Times the two Moving MNIST training steps at their default
 settings (the spatial VAE at batch 128; the conv LSTM with its pixel loss through the
 frozen decoder at batch 32) on random data, each option against plain eager float32 on
-the same machine in the same run, and says whether each gave the same loss. An option
-is worth keeping only with a ratio clearly above 1.
+the same machine in the same run, and says whether each gave the same loss; then
+train_lstm's encoding of frames to Z in float32 and in bfloat16. An option is worth
+keeping only with a ratio clearly above 1.
 """
 import json
 import os
@@ -82,6 +83,26 @@ def steps_per_second(model, loss_fn, bf16=False):
     return STEPS / (time.perf_counter() - began), first
 
 
+def encoding(frames=8192):
+    """train_lstm's encoding of frames to Z (codec.encode, batches of 1024) in float32 and
+    under bfloat16 autocast: frames per second of each, and the mean absolute difference
+    of the bfloat16 Z from the float32 one, relative to the mean absolute Z."""
+    torch.manual_seed(0)
+    codec = VAECodec(ConvVAE(base_width=train_vcae.base_width, n_down=train_vcae.n_down,
+                             latent_channels=train_vcae.latent_channels), torch.device("cpu"))
+    x = ((torch.rand(frames, 1, 1, 64, 64) > 0.85).to(torch.uint8) * 255).numpy()
+    out = {}
+    for precision in ("float32", "bfloat16"):
+        with training.autocast(codec.device, precision):
+            codec.encode(x[:1024])  # warm-up
+            began = time.perf_counter()
+            out[precision] = (codec.encode(x)[0].float(), frames / (time.perf_counter() - began))
+    (z32, fps32), (z16, fps16) = out["float32"], out["bfloat16"]
+    return {"frames_per_second": {"float32": round(fps32), "bfloat16": round(fps16)},
+            "ratio": round(fps16 / fps32, 3),
+            "relative_z_difference": float((z16 - z32).abs().mean() / z32.abs().mean())}
+
+
 def main():
     report = {"torch": torch.__version__, "threads": torch.get_num_threads(), "steps": {}}
     threads = torch.get_num_threads()
@@ -102,6 +123,11 @@ def main():
         for k, v in report["steps"][name].items():
             print(f"  {k.ljust(18)} {v['steps_per_second']:7.2f}/s  x{v['ratio']:.2f}  "
                   f"first loss differs by {v['loss_difference']:.3g}")
+    report["encoding"] = encoding()
+    e = report["encoding"]
+    print(f"\ntrain_lstm encoding: {e['frames_per_second']['float32']} frames/s in float32, "
+          f"{e['frames_per_second']['bfloat16']} under bfloat16 autocast (x{e['ratio']:.2f}); "
+          f"Z differs by {100 * e['relative_z_difference']:.2g}% of its mean magnitude")
     with open("speed_options.json", "w") as f:
         json.dump(report, f, indent=1)
     print("\nwrote speed_options.json")

@@ -86,6 +86,8 @@ def test_bfloat16_precision_runs_the_model_in_bfloat16_and_trains_like_float32(t
         assert conv(torch.ones(1, 1, 5, 5)).dtype == torch.bfloat16
     with autocast(conv, "float32"):
         assert conv(torch.ones(1, 1, 5, 5)).dtype == torch.float32
+    with autocast(torch.device("cpu"), "bfloat16"):  # a device, as the LSTM stage's encoding passes
+        assert conv(torch.ones(1, 1, 5, 5)).dtype == torch.bfloat16
     losses = {}
     for precision in ("float32", "bfloat16"):
         path = tmp_path / f"{precision}.pt"
