@@ -144,8 +144,10 @@ def main(argv=None):
 
     val_mean, val_logvar, val_index, val_frames = encode_windows(
         codec, cfg, "test", split_clips(cfg.dataset, cfg.data_path, "test"))
+    if not cfg.new_sequences:
+        load_train(0)  # the stored training split, encoded once for every epoch
     train_data = (f"{cfg.new_sequences} new training sequences per epoch" if cfg.new_sequences
-                  else f"{len(load_train(0)[0])} training windows")
+                  else f"{len(train['index'])} training windows")
     print(f"{train_data} and {len(val_index)} validation windows of {cfg.seq_len} latent codes "
           f"(z_dim {codec.z_dim}, frame skip {cfg.frame_skip}) on {dev}; {cfg.cell} LSTM, loss on "
           f"{f'Z and {cfg.pixel_frames} predicted frames in pixels' if cfg.pixel_frames else 'Z'}")
