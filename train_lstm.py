@@ -144,8 +144,7 @@ def main(argv=None):
 
     val_mean, val_logvar, val_index, val_frames = encode_windows(
         codec, cfg, "test", split_clips(cfg.dataset, cfg.data_path, "test"))
-    if not cfg.new_sequences:
-        load_train(0)  # the stored training split, encoded once for every epoch
+    stored = None if cfg.new_sequences else load_train(0)  # the stored split, encoded once for every epoch
     train_data = (f"{cfg.new_sequences} new training sequences per epoch" if cfg.new_sequences
                   else f"{len(train['index'])} training windows")
     print(f"{train_data} and {len(val_index)} validation windows of {cfg.seq_len} latent codes "
@@ -156,8 +155,8 @@ def main(argv=None):
                        components=cfg.components, diffs=cfg.diffs,
                        latent_shape=codec.latent_shape if cfg.cell == "conv" else None).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    train_batches = Batches(None if cfg.new_sequences else [train["index"]], cfg.batch_size, dev,
-                            shuffle=True, seed=cfg.seed, refresh=load_train if cfg.new_sequences else None,
+    train_batches = Batches(stored, cfg.batch_size, dev, shuffle=True, seed=cfg.seed,
+                            refresh=None if stored else load_train,
                             transform=lambda i: (train["mean"][i], train["logvar"][i], i))
     val_batches = Batches([val_index], cfg.batch_size, dev,
                           transform=lambda i: (val_mean[i], val_logvar[i], i))

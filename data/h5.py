@@ -15,19 +15,30 @@ from utils.errors import UserError
 def read_frames(path, split, made_by, max_sequences=0):
     """All (or the first ``max_sequences``) sequences of ``split`` as a uint8 array
     (N, T, C, H, W), read in one contiguous slice."""
+    def frames(f):
+        if f"{split}/frames" not in f:
+            raise UserError(f"{path} has no {split}/frames dataset: it was not written by "
+                            f"{made_by}; run {made_by} again")
+        data = f[f"{split}/frames"]
+        return data[:len(data) if max_sequences <= 0 else min(max_sequences, len(data))]
+    return _read(path, made_by, frames)
+
+
+def read_attrs(path, made_by):
+    """The root attributes of the dataset at ``path`` (how it was made) as a dict."""
+    return _read(path, made_by, lambda f: dict(f.attrs))
+
+
+def _read(path, made_by, what):
+    """``what(f)`` of the HDF5 file at ``path`` open for reading; a missing or unreadable
+    file is a UserError that says to run ``made_by``."""
     if not os.path.isfile(path):
         raise UserError(f"no dataset at {path}: run {made_by} first")
     try:
         with h5py.File(path, "r") as f:
-            if f"{split}/frames" not in f:
-                raise UserError(f"{path} has no {split}/frames dataset: it was not written by "
-                                f"{made_by}; run {made_by} again")
-            frames = f[f"{split}/frames"]
-            n = len(frames) if max_sequences <= 0 else min(max_sequences, len(frames))
-            return frames[:n]
+            return what(f)
     except OSError as e:
         raise UserError(f"{path} is not a readable HDF5 file ({e}): run {made_by} again") from None
-
 
 
 class FrameAppender:

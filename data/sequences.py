@@ -7,13 +7,12 @@ frames ``frame_skip`` apart that stay inside one clip and cross no cut.
 """
 import functools
 
-import h5py
 import numpy as np
 import torch
 
 from data.bouncing import generate, resize_digits
 from data.film import centre_crop, read_clips
-from data.h5 import read_frames
+from data.h5 import read_attrs, read_frames
 from data.mnist_digits import load_digits
 from utils.errors import UserError
 
@@ -94,9 +93,7 @@ def new_mnist_sequences(data_path, n, seed):
     record) from the random stream ``seed`` (a list of ints; moving_mnist.py's own train
     and test streams are [seed, 0] and [seed, 1])."""
     made_by = BRANCHES["mnist"]["made_by"]
-    read_frames(data_path, "test", made_by, 1)  # the usual errors for a missing or foreign file
-    with h5py.File(data_path, "r") as f:
-        spec = dict(f.attrs)
+    spec = read_attrs(data_path, made_by)
     if spec.get("made_by") != made_by or "digit_source" not in spec:
         raise UserError(f"{data_path} does not record how moving_mnist.py made it: make it again "
                         f"with moving_mnist.py to draw new training sequences")
