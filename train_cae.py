@@ -20,14 +20,14 @@ from utils.training import fit
 data_path = "data/film.h5"  # frames written by extract_pulp_frames.py
 checkpoint = "checkpoints/film_cae.pt"  # checkpoint to write (and resume from)
 out_dir = "samples"  # reconstruction grid and loss curves go here
-crop = 64  # square crop size fed to the network
-widths = [32, 64, 64]  # channels of the conv layers (the original: 16, 32, 32)
-bottleneck = 512  # dense code between encoder and decoder
-input_dropout = 0.2  # dropout on input pixels
-epochs = 20  # passes over the training frames
-batch_size = 8  # frames per batch
-lr = 1e-3  # Adam learning rate
-grad_clip = 10.0  # gradient-norm clipping; 0 = off
+crop = 64  # square crop size fed to the network [8, inf)
+widths = [32, 64, 64]  # channels of the conv layers (the original: 16, 32, 32) [1, inf)
+bottleneck = 512  # dense code between encoder and decoder [1, inf)
+input_dropout = 0.2  # dropout on input pixels [0, 1)
+epochs = 20  # passes over the training frames [1, inf)
+batch_size = 8  # frames per batch [1, inf)
+lr = 1e-3  # Adam learning rate (0, inf)
+grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
 resume = False  # continue from the checkpoint if it exists
 device = "auto"  # auto = cuda, then mps, else cpu
 seed = 1337  # seeds the crops, the initial weights and the batch order
@@ -45,8 +45,10 @@ def main(argv=None):
     model = ConvAutoencoder(channels=val.shape[1], image_size=cfg.crop, widths=cfg.widths,
                             bottleneck=cfg.bottleneck, input_dropout=cfg.input_dropout).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    fit(model, optimizer, train_batches, val_batches, lambda m, x: pixel_mse(m(x), x), cfg,
-        cfg.checkpoint, "train_cae.py", cfg.out_dir, extra={"data_path": cfg.data_path})
+    fit(model, optimizer, train_batches, val_batches, lambda m, x: pixel_mse(m(x), x),
+        epochs=cfg.epochs, lr=cfg.lr, grad_clip=cfg.grad_clip, resume=cfg.resume,
+        checkpoint=cfg.checkpoint, made_by="train_cae.py", out_dir=cfg.out_dir, settings=cfg,
+        extra={"data_path": cfg.data_path})
 
     model.eval()
     originals = spread_frames(val, dev)

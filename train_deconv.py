@@ -9,23 +9,23 @@ import os
 import torch
 
 from data.film import crop_batches, spread_frames
-from models import load_model
 from models.film import Deconvolver, pixel_mse
 from utils.errors import run_cli
 from utils.images import save_grid
 from utils.runtime import pick_device, seed_everything
 from utils.settings import parse_settings
-from utils.training import fit, load_checkpoint
+from models.checkpoints import load_checkpoint, load_model
+from utils.training import fit
 
 # -----------------------------------------------------------------------------
 data_path = "data/film.h5"  # frames written by extract_pulp_frames.py
 cae_checkpoint = "checkpoints/film_cae.pt"  # feature extractor written by train_cae.py
 checkpoint = "checkpoints/film_deconv.pt"  # checkpoint to write (and resume from)
 out_dir = "samples"  # grid and loss curves go here
-epochs = 50  # passes over the training frames
-batch_size = 32  # frames per batch (the original: 128, on a far longer film)
-lr = 3e-3  # Adam learning rate
-grad_clip = 10.0  # gradient-norm clipping; 0 = off
+epochs = 50  # passes over the training frames [1, inf)
+batch_size = 32  # frames per batch (the original: 128, on a far longer film) [1, inf)
+lr = 3e-3  # Adam learning rate (0, inf)
+grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
 resume = False  # continue from the checkpoint if it exists
 device = "auto"  # auto = cuda, then mps, else cpu
 seed = 1337  # seeds the crops, the initial weights and the batch order
@@ -42,9 +42,10 @@ def main(argv=None):
 
     model = Deconvolver(channels=cae.args["channels"], widths=cae.args["widths"]).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    fit(model, optimizer, train_batches, val_batches,
-        lambda m, x: pixel_mse(m(cae.features(x)), x), cfg, cfg.checkpoint, "train_deconv.py",
-        cfg.out_dir, extra={"data_path": cfg.data_path, "cae_checkpoint": cfg.cae_checkpoint})
+    fit(model, optimizer, train_batches, val_batches, lambda m, x: pixel_mse(m(cae.features(x)), x),
+        epochs=cfg.epochs, lr=cfg.lr, grad_clip=cfg.grad_clip, resume=cfg.resume,
+        checkpoint=cfg.checkpoint, made_by="train_deconv.py", out_dir=cfg.out_dir, settings=cfg,
+        extra={"data_path": cfg.data_path, "cae_checkpoint": cfg.cae_checkpoint})
 
     model.eval()
     originals = spread_frames(val, dev)

@@ -11,51 +11,60 @@ within one shot, and come from several fixed crops of each frame (training) or t
 crop (validation). Writes the checkpoint (recording which encoder it was trained on) and
 the loss history.
 """
+import functools
+
 import torch
 
-from data.sequences import fill_branch_defaults, new_mnist_sequences, sequence_clips, split_clips, windows
-from models.codec import load_codec
-from models.lstm import LatentLSTM, prediction_loss
+from data.branches import BRANCHES
+from data.sequences import new_mnist_sequences, sequence_clips, windows
+from models.lstm import CELLS, LatentLSTM, sequence_loss
+from utils.batches import Batches
 from utils.errors import UserError, run_cli
-from utils.runtime import pick_device, seed_everything
+from utils.runtime import autocast, pick_device, seed_everything
 from utils.settings import parse_settings
-from utils.training import Batches, autocast, fit
+from utils.training import fit
 
 # -----------------------------------------------------------------------------
-dataset = "mnist"  # which branch: mnist or film
-data_path = ""  # "" = data/moving_mnist.h5 (mnist) or data/film.h5 (film)
-vae_checkpoint = ""  # "" = checkpoints/mm_vcae.pt or checkpoints/film_vae_on_convs.pt
-checkpoint = ""  # checkpoint to write; "" = checkpoints/mm_lstm.pt or checkpoints/film_lstm.pt
+dataset = "mnist"  # which branch: mnist or film (the settings marked * in --help follow it)
+data_path = "data/moving_mnist.h5"  # the dataset (film: data/film.h5)
+vae_checkpoint = "checkpoints/mm_vcae.pt"  # the encoder (film: checkpoints/film_vae_on_convs.pt)
+checkpoint = "checkpoints/mm_lstm.pt"  # checkpoint to write and resume from
 out_dir = "samples"  # loss curves go here
-loss = "mse"  # mse (squared error on Z), kl (predicted Gaussian vs the encoder's) or mdn (mixture likelihood)
-components = 5  # mdn: Gaussian components per Z dimension
-diffs = True  # predict the change of Z between frames (added to Z) instead of Z itself
-rollout = True  # after train_context true frames, feed the LSTM its own predictions (False: teacher forcing throughout, as the original)
-train_context = 0  # true frames before the predicted ones; 0 = the sampling context (10 mnist, 5 film)
-pixel_frames = 4  # predicted frames per window scored in pixels through the frozen decoder (a random pick each batch; the frames before them are scored on Z); 0 = every frame scored on Z (the original)
-cell = "auto"  # conv (a convolutional LSTM, needs a spatial Z) or dense (the original's LSTM); auto = conv for a spatial Z
-hidden = 0  # channels (conv) or units (dense) per layer; 0 = 64 (conv) or 512 (dense; the original: 1024)
-layers = 0  # stacked LSTM layers; 0 = 1 (conv) or 2 (dense)
-dropout = -1.0  # dropout on the LSTM's input and between layers; -1 = 0 (conv; measured better) or 0.3 (dense, the original)
-seq_len = 0  # frames per training window; 0 = 20 (mnist) or 10 (film)
-frame_skip = 0  # use every n-th frame; 0 = 1 (mnist) or 3 (film)
-film_crops = 3  # film: fixed crops per frame encoded for training (1 = centre only)
-train_sequences = 0  # mnist: training sequences to use; 0 = all
-new_sequences = 0  # mnist: draw this many new training sequences every epoch (the dataset's dynamics and training digits, a random stream per seed and epoch) instead of reusing its stored ones; 0 = off
-epochs = 8  # passes over the training windows
-batch_size = 0  # windows per batch; 0 = 32 (mnist) or 16 (film)
-lr = 2e-3  # Adam's peak learning rate (the original: 1e-4, constant)
-lr_schedule = "cosine"  # cosine (warm up over the first 10% of the steps, then down to 0) or constant
-grad_clip = 10.0  # gradient-norm clipping; 0 = off
-precision = "float32"  # float32, or bfloat16 (autocast: about twice as fast on CPUs with AMX or AVX512-BF16, and on recent GPUs)
+loss = "mse"  # how frames are scored on Z: mse, kl (Gaussian KL) or mdn (mixture likelihood)
+components = 5  # mdn: Gaussian components per Z dimension [1, inf)
+diffs = True  # predict the change of Z between frames, added to the last Z
+rollout = True  # after train_context true frames, feed the LSTM its own predictions
+train_context = 10  # true frames before the predicted ones (film: 5) [1, inf)
+pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
+cell = "conv"  # conv (a convolutional LSTM on a spatial Z) or dense (the original's LSTM on a vector)
+hidden = 64  # channels (conv) or units (dense: 512) per layer [1, inf)
+layers = 1  # stacked LSTM layers (dense: 2) [1, inf)
+dropout = 0.0  # dropout on the LSTM's input and between layers (dense: 0.3) [0, 1)
+seq_len = 20  # frames per training window (film: 10) [2, inf)
+frame_skip = 1  # use every n-th frame (film: 3) [1, inf)
+film_crops = 1  # fixed crops per frame encoded for training (film: 3) [1, inf)
+train_sequences = 0  # mnist: training sequences to use; 0 = all [0, inf)
+new_sequences = 0  # mnist: draw this many new training sequences every epoch; 0 = off [0, inf)
+epochs = 8  # passes over the training windows [1, inf)
+batch_size = 32  # windows per batch (film: 16) [1, inf)
+lr = 2e-3  # Adam's peak learning rate (0, inf)
+lr_schedule = "cosine"  # cosine (10% warm-up, then down to 0) or constant
+grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
+precision = "float32"  # float32, or bfloat16 autocast
 resume = False  # continue from the checkpoint if it exists
 device = "auto"  # auto = cuda, then mps, else cpu
 seed = 1337  # seeds the initial weights and the batch order
 # -----------------------------------------------------------------------------
 
 
+def follow_choices(cfg):
+    """The defaults that follow the dataset and the cell (see data/branches.py, CELLS)."""
+    defaults = BRANCHES[cfg.dataset].lstm_defaults()
+    return {**defaults, **CELLS[cfg.cell]}
+
+
 def encode_windows(codec, cfg, split, clips):
-    """Z of every frame of ``clips`` (frames, lengths, cuts; see split_clips) on the
+    """Z of every frame of ``clips`` (frames, lengths, cuts; see data/sequences.py) on the
     training device (mean, logvar, each (F, z_dim), encoded under ``precision``), the
     windows into them (W, seq_len) and the frames themselves (uint8 tensor (F, C, H, W))."""
     frames, lengths, cuts = clips
@@ -69,65 +78,24 @@ def encode_windows(codec, cfg, split, clips):
             torch.from_numpy(frames))
 
 
-def pick_cell(cfg, codec):
-    """Fill cell, hidden, layers and dropout for the codec's kind of Z (see the settings)."""
-    if cfg.cell == "auto":
-        cfg.cell = "conv" if codec.latent_shape else "dense"
-    if cfg.cell == "conv" and not codec.latent_shape:
-        raise UserError(f"--cell=conv needs a spatial Z, but {cfg.vae_checkpoint} codes each frame as a "
-                        "vector: use --cell=dense, or train the VAE with train_vcae.py --latent_channels=16")
-    cfg.hidden = cfg.hidden or (64 if cfg.cell == "conv" else 512)
-    cfg.layers = cfg.layers or (1 if cfg.cell == "conv" else 2)
-    if cfg.dropout < 0:
-        cfg.dropout = 0.0 if cfg.cell == "conv" else 0.3
-
-
-def sequence_loss(model, batch, cfg, codec=None, frames=None):
-    """Loss of predicting Z[t+1] for every t of a window; batch = (mean, logvar) of Z, each
-    (B, T, z_dim), and the window's frame indices (B, T).
-
-    With ``rollout``, ``train_context`` true frames are fed, then the LSTM's own predictions.
-    With ``pixel_frames`` > 0 the predictions of frames train_context+1..T are scored in
-    pixels (the codec's reconstruction loss of the decoded prediction against the true
-    frame; ``pixel_frames`` of them picked at random per batch while training, all of them
-    when evaluating) and the earlier ones on Z; else all of them on Z (``loss``)."""
-    mean, logvar, index = batch
-    out = model.unroll(mean, cfg.train_context if cfg.rollout else mean.shape[1])
-    if not cfg.pixel_frames:
-        return prediction_loss(out, mean[:, 1:], logvar[:, 1:], cfg.loss)
-    first = cfg.train_context - 1  # out[:, first] predicts the first frame after the context
-    loss = prediction_loss({k: v[:, :first] for k, v in out.items()}, mean[:, 1:first + 1],
-                           logvar[:, 1:first + 1], cfg.loss) if first else 0.0
-    n = out["mean"].shape[1] - first
-    steps = torch.randperm(n)[:cfg.pixel_frames] if model.training else torch.arange(n)
-    steps = steps.to(mean.device) + first
-    z = out["mean"][:, steps].flatten(0, 1)
-    target = frames[index[:, steps + 1].flatten().cpu()].to(mean.device)
-    return loss + codec.pixel_loss(z, target)
-
-
 def main(argv=None):
-    cfg = parse_settings(__file__, globals(), argv,
-                         choices={"dataset": ("mnist", "film"), "loss": ("mse", "kl", "mdn"),
-                                  "cell": ("auto", "conv", "dense"),
-                                  "lr_schedule": ("cosine", "constant"),
+    cfg = parse_settings(__file__, globals(), argv, derived=follow_choices,
+                         choices={"dataset": tuple(BRANCHES), "loss": ("mse", "kl", "mdn"),
+                                  "cell": tuple(CELLS), "lr_schedule": ("cosine", "constant"),
                                   "precision": ("float32", "bfloat16")})
-    fill_branch_defaults(cfg, {"checkpoint": "lstm_checkpoint", "train_context": "context"})
-    if cfg.seq_len < 2 or cfg.frame_skip < 1 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.film_crops < 1:
-        raise UserError("--seq_len must be at least 2; --frame_skip, --epochs, --batch_size "
-                        "and --film_crops at least 1")
-    if (cfg.rollout or cfg.pixel_frames) and not 1 <= cfg.train_context < cfg.seq_len:
-        raise UserError(f"--train_context {cfg.train_context} must be at least 1 and below --seq_len "
+    branch = BRANCHES[cfg.dataset]
+    if (cfg.rollout or cfg.pixel_frames) and cfg.train_context >= cfg.seq_len:
+        raise UserError(f"--train_context {cfg.train_context} must be below --seq_len "
                         f"{cfg.seq_len}, so that some frames are predicted")
-    if cfg.pixel_frames < 0:
-        raise UserError("--pixel_frames must be 0 (loss on Z only) or more")
-    if cfg.new_sequences < 0 or (cfg.new_sequences and cfg.dataset != "mnist"):
-        raise UserError("--new_sequences must be 0, or a positive count with --dataset=mnist")
+    if cfg.new_sequences and cfg.dataset != "mnist":
+        raise UserError("--new_sequences draws new Moving MNIST sequences: use it with --dataset=mnist")
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
 
-    codec = load_codec(cfg.dataset, cfg.vae_checkpoint, dev)
-    pick_cell(cfg, codec)
+    codec = branch.load_codec(cfg.vae_checkpoint, dev)
+    if cfg.cell == "conv" and not codec.latent_shape:
+        raise UserError(f"--cell=conv needs a spatial Z, but {cfg.vae_checkpoint} codes each frame as a "
+                        "vector: use --cell=dense, or train the VAE with a spatial Z")
     train = {}  # mean, logvar, index, frames of the training split (or of this epoch's new sequences)
 
     def load_train(epoch):
@@ -135,15 +103,14 @@ def main(argv=None):
             clips = sequence_clips(new_mnist_sequences(cfg.data_path, cfg.new_sequences,
                                                        [cfg.seed, 2, epoch]))
         else:
-            clips = split_clips(cfg.dataset, cfg.data_path, "train",
-                                n_crops=cfg.film_crops if cfg.dataset == "film" else 1,
-                                limit=cfg.train_sequences)
+            clips = branch.read_clips(cfg.data_path, "train", n_crops=cfg.film_crops,
+                                      limit=cfg.train_sequences)
         train.update(zip(("mean", "logvar", "index", "frames"),
                          encode_windows(codec, cfg, "train", clips)))
         return [train["index"]]
 
     val_mean, val_logvar, val_index, val_frames = encode_windows(
-        codec, cfg, "test", split_clips(cfg.dataset, cfg.data_path, "test"))
+        codec, cfg, "test", branch.read_clips(cfg.data_path, "test"))
     stored = None if cfg.new_sequences else load_train(0)  # the stored split, encoded once for every epoch
     train_data = (f"{cfg.new_sequences} new training sequences per epoch" if cfg.new_sequences
                   else f"{len(train['index'])} training windows")
@@ -160,14 +127,16 @@ def main(argv=None):
                             transform=lambda i: (train["mean"][i], train["logvar"][i], i))
     val_batches = Batches([val_index], cfg.batch_size, dev,
                           transform=lambda i: (val_mean[i], val_logvar[i], i))
+    score = functools.partial(sequence_loss, loss=cfg.loss, context=cfg.train_context,
+                              rollout=cfg.rollout, pixel_frames=cfg.pixel_frames, codec=codec)
 
-    def loss_fn(m, batch):
-        frames = train["frames"] if m.training else val_frames
-        return sequence_loss(m, batch, cfg, codec, frames)
-
-    fit(model, optimizer, train_batches, val_batches, loss_fn, cfg, cfg.checkpoint, "train_lstm.py",
-        cfg.out_dir, extra={"dataset": cfg.dataset, "data_path": cfg.data_path,
-                            "vae_checkpoint": cfg.vae_checkpoint, "frame_skip": cfg.frame_skip})
+    fit(model, optimizer, train_batches, val_batches,
+        lambda m, batch: score(m, batch, frames=train["frames"] if m.training else val_frames),
+        epochs=cfg.epochs, lr=cfg.lr, lr_schedule=cfg.lr_schedule, grad_clip=cfg.grad_clip,
+        precision=cfg.precision, resume=cfg.resume, checkpoint=cfg.checkpoint,
+        made_by="train_lstm.py", out_dir=cfg.out_dir, settings=cfg,
+        extra={"dataset": cfg.dataset, "data_path": cfg.data_path,
+               "vae_checkpoint": cfg.vae_checkpoint, "frame_skip": cfg.frame_skip})
     print(f"wrote {cfg.checkpoint}")
     return model
 

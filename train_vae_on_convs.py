@@ -11,13 +11,13 @@ import os
 import torch
 
 from data.film import crop_batches, spread_frames
-from models import load_model
 from models.film import FeatureVAE
 from utils.errors import run_cli
 from utils.images import save_grid
 from utils.runtime import pick_device, seed_everything
 from utils.settings import parse_settings
-from utils.training import fit, load_checkpoint
+from models.checkpoints import load_checkpoint, load_model
+from utils.training import fit
 
 # -----------------------------------------------------------------------------
 data_path = "data/film.h5"  # frames written by extract_pulp_frames.py
@@ -25,14 +25,14 @@ cae_checkpoint = "checkpoints/film_cae.pt"  # feature extractor written by train
 deconv_checkpoint = "checkpoints/film_deconv.pt"  # features -> image, written by train_deconv.py
 checkpoint = "checkpoints/film_vae_on_convs.pt"  # checkpoint to write (and resume from)
 out_dir = "samples"  # grid and loss curves go here
-z_dim = 256  # size of the latent code Z
-hidden = 1500  # softplus units in the encoder's and decoder's hidden layer
+z_dim = 256  # size of the latent code Z [1, inf)
+hidden = 1500  # softplus units in the encoder's and decoder's hidden layer [1, inf)
 log_sigma_floor = -10.0  # lower bound of the learned log-sigma of the features
-latent_samples = 2  # z samples per frame in the loss (the original: L=2)
-epochs = 100  # passes over the training frames
-batch_size = 32  # frames per batch
-lr = 1e-3  # Adam learning rate (the original: 1e-5, on a far longer film)
-grad_clip = 10.0  # gradient-norm clipping; 0 = off
+latent_samples = 2  # z samples per frame in the loss (the original: L=2) [1, inf)
+epochs = 100  # passes over the training frames [1, inf)
+batch_size = 32  # frames per batch [1, inf)
+lr = 1e-3  # Adam learning rate (the original: 1e-5, on a far longer film) (0, inf)
+grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
 resume = False  # continue from the checkpoint if it exists
 device = "auto"  # auto = cuda, then mps, else cpu
 seed = 1337  # seeds the crops, the initial weights and the batch order
@@ -52,10 +52,11 @@ def main(argv=None):
                        log_sigma_floor=cfg.log_sigma_floor).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     fit(model, optimizer, train_batches, val_batches,
-        lambda m, x: m.loss(cae.features(x), cfg.latent_samples), cfg, cfg.checkpoint,
-        "train_vae_on_convs.py", cfg.out_dir,
-        extra={"data_path": cfg.data_path, "cae_checkpoint": cfg.cae_checkpoint,
-               "deconv_checkpoint": cfg.deconv_checkpoint})
+        lambda m, x: m.loss(cae.features(x), cfg.latent_samples),
+        epochs=cfg.epochs, lr=cfg.lr, grad_clip=cfg.grad_clip, resume=cfg.resume,
+        checkpoint=cfg.checkpoint, made_by="train_vae_on_convs.py", out_dir=cfg.out_dir,
+        settings=cfg, extra={"data_path": cfg.data_path, "cae_checkpoint": cfg.cae_checkpoint,
+                             "deconv_checkpoint": cfg.deconv_checkpoint})
 
     model.eval()
     originals = spread_frames(val, dev)

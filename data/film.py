@@ -72,7 +72,7 @@ def to_centred_float(frames):
 def crop_batches(path, crop, batch_size, device, seed):
     """Training batches of random crops and validation batches of centre crops, as float
     in [-0.5, 0.5], plus the validation frames themselves (uint8, centre-cropped)."""
-    from utils.training import Batches
+    from utils.batches import Batches
     train = frame_tensor(path, "train")
     val = frame_tensor(path, "test", crop)
     if min(train.shape[-2:]) < crop:

@@ -11,43 +11,26 @@ import numpy as np
 import torch
 
 from data.bouncing import generate, resize_digits
-from data.film import centre_crop, read_clips
+from data.film import read_clips
 from data.h5 import read_attrs, read_frames
 from data.mnist_digits import load_digits
 from utils.errors import UserError
 
-BRANCHES = {  # per-dataset defaults for the settings the two branches do not share
-    "mnist": dict(data_path="data/moving_mnist.h5", vae_checkpoint="checkpoints/mm_vcae.pt",
-                  lstm_checkpoint="checkpoints/mm_lstm.pt", frame_skip=1, seq_len=20,
-                  batch_size=32, context=10, horizon=10, prefix="mm_sample", metrics="metrics",
-                  made_by="moving_mnist.py"),
-    "film": dict(data_path="data/film.h5", vae_checkpoint="checkpoints/film_vae_on_convs.pt",
-                 lstm_checkpoint="checkpoints/film_lstm.pt", frame_skip=3, seq_len=10,
-                 batch_size=16, context=5, horizon=5, prefix="film_sample", metrics="film_metrics",
-                 made_by="extract_pulp_frames.py"),
-}
+MNIST_MADE_BY = "moving_mnist.py"
 
 
-def fill_branch_defaults(cfg, renames=None):
-    """Replace settings left at "" or 0 by the dataset's default. ``renames`` maps a
-    setting name to its key in BRANCHES (e.g. checkpoint -> lstm_checkpoint)."""
-    branch = BRANCHES[cfg.dataset]
-    for name in cfg:
-        key = (renames or {}).get(name, name)
-        if key in branch and not isinstance(cfg[name], bool) and cfg[name] in ("", 0):
-            cfg[name] = branch[key]
-    return cfg
+def mnist_clips(data_path, split, n_crops=1, limit=0):
+    """Moving MNIST sequences of ``split`` (all, or the first ``limit``) as clips: returns
+    (frames uint8 (F, 1, S, S) ndarray, lengths list, cuts list of empty arrays).
+    ``n_crops`` is accepted for a common signature with film_clips; frames are not cropped."""
+    return sequence_clips(read_frames(data_path, split, MNIST_MADE_BY, limit))
 
 
-def split_clips(dataset, data_path, split, crop=64, n_crops=1, limit=0):
-    """Frames of ``split`` as clips.
-
-    Returns (frames uint8 (F, C, S, S) ndarray, lengths list, cuts list of arrays relative
-    to each clip). Film frames are cropped to crop x crop: ``n_crops`` evenly spaced crops
-    per file (1 = the centre crop), each its own clip.
-    """
-    if dataset == "mnist":
-        return sequence_clips(read_frames(data_path, split, BRANCHES["mnist"]["made_by"], limit))
+def film_clips(data_path, split, n_crops=1, limit=0, crop=64):
+    """Film frames of ``split`` as clips, cropped to crop x crop: ``n_crops`` evenly spaced
+    crops per file (1 = the centre crop), each its own clip. Returns (frames uint8
+    (F, 3, crop, crop) ndarray, lengths list, cuts list of arrays relative to each clip).
+    ``limit`` is accepted for a common signature with mnist_clips; all frames are read."""
     frames, lengths, cuts = [], [], []
     for clip in read_clips(data_path, split):
         f = clip["frames"]
@@ -57,16 +40,14 @@ def split_clips(dataset, data_path, split, crop=64, n_crops=1, limit=0):
         if min(h, w) < crop:
             raise UserError(f"{data_path} frames are {h}x{w}, smaller than the {crop} px crop")
         if n_crops == 1:
-            frames.append(centre_crop(f, crop, crop))
+            places = [((h - crop) // 2, (w - crop) // 2)]
         else:
-            for top, left in zip(np.linspace(0, h - crop, n_crops).astype(int),
-                                 np.linspace(0, w - crop, n_crops).astype(int)):
-                frames.append(f[..., top:top + crop, left:left + crop])
-                lengths.append(len(f))
-                cuts.append(clip["cuts"])
-            continue
-        lengths.append(len(f))
-        cuts.append(clip["cuts"])
+            places = zip(np.linspace(0, h - crop, n_crops).astype(int),
+                         np.linspace(0, w - crop, n_crops).astype(int))
+        for top, left in places:
+            frames.append(f[..., top:top + crop, left:left + crop])
+            lengths.append(len(f))
+            cuts.append(clip["cuts"])
     if not frames:
         raise UserError(f"{data_path} has no {split} frames")
     return np.concatenate(frames), lengths, cuts
@@ -92,7 +73,7 @@ def new_mnist_sequences(data_path, n, seed):
     ones in ``data_path`` were (the dynamics, sizes and training-digit pool its attributes
     record) from the random stream ``seed`` (a list of ints; moving_mnist.py's own train
     and test streams are [seed, 0] and [seed, 1])."""
-    made_by = BRANCHES["mnist"]["made_by"]
+    made_by = MNIST_MADE_BY
     spec = read_attrs(data_path, made_by)
     if spec.get("made_by") != made_by or "digit_source" not in spec:
         raise UserError(f"{data_path} does not record how moving_mnist.py made it: make it again "

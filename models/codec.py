@@ -9,9 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models import load_model
+from models.checkpoints import load_checkpoint, load_model
 from utils.runtime import progress
-from utils.training import load_checkpoint
 
 
 def _batched(fn, x, batch_size, desc=None):
@@ -109,11 +108,14 @@ class FilmCodec(Codec):
         return (self.deconv(self.vae.decode(z)) + 0.5).clamp_(0.0, 1.0)
 
 
-def load_codec(dataset, vae_checkpoint, device, deconv_checkpoint=""):
-    """The codec of a branch from its checkpoints. For the film, the feature VAE's checkpoint
-    names the CAE and deconvoluter it was trained with (``deconv_checkpoint`` overrides)."""
-    if dataset == "mnist":
-        return VAECodec(load_model(load_checkpoint(vae_checkpoint, "train_vcae.py"), device), device)
+def load_mnist_codec(vae_checkpoint, device):
+    """The Moving MNIST codec: the ConvVAE of ``vae_checkpoint`` (from train_vcae.py)."""
+    return VAECodec(load_model(load_checkpoint(vae_checkpoint, "train_vcae.py"), device), device)
+
+
+def load_film_codec(vae_checkpoint, device, deconv_checkpoint=""):
+    """The film codec: the feature VAE of ``vae_checkpoint`` (from train_vae_on_convs.py)
+    with the CAE and deconvoluter its checkpoint names (``deconv_checkpoint`` overrides)."""
     vae_ckpt = load_checkpoint(vae_checkpoint, "train_vae_on_convs.py")
     cae = load_model(load_checkpoint(vae_ckpt["cae_checkpoint"], "train_cae.py"), device)
     deconv = load_model(load_checkpoint(deconv_checkpoint or vae_ckpt["deconv_checkpoint"],

@@ -14,6 +14,10 @@ import torch
 import torch.nn as nn
 
 OUTPUTS = ("mean", "gaussian", "mdn")
+CELLS = {  # each cell's default size and dropout (measured: no input dropout for the conv cell)
+    "conv": dict(hidden=64, layers=1, dropout=0.0),
+    "dense": dict(hidden=512, layers=2, dropout=0.3),  # the original: 1024 units
+}
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 3.0
 
 
@@ -223,3 +227,33 @@ def prediction_loss(out, target_mean, target_logvar, kind):
     if kind == "mdn":
         return mdn_nll(out, target_mean)
     return latent_mse(out["mean"], target_mean)
+
+
+def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_frames=0,
+                  codec=None, frames=None):
+    """Loss of predicting Z[t+1] for every t of a window.
+
+    Args:
+        batch: (mean, logvar) of Z, each (B, T, z_dim), and the window's frame indices (B, T).
+        loss: how frames are scored on Z: mse, kl or mdn (see prediction_loss).
+        context: true frames fed before the LSTM runs on its own predictions (``rollout``;
+            without it, teacher forcing throughout).
+        pixel_frames: > 0 scores the predictions of frames context+1..T in pixels (the
+            codec's reconstruction loss of the decoded prediction against ``frames``
+            uint8 (F, C, H, W) at the window's indices; ``pixel_frames`` of them picked at
+            random per batch while training, all of them when evaluating) and the earlier
+            ones on Z; 0 scores all of them on Z.
+    """
+    mean, logvar, index = batch
+    out = model.unroll(mean, context if rollout else mean.shape[1])
+    if not pixel_frames:
+        return prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss)
+    first = context - 1  # out[:, first] predicts the first frame after the context
+    total = prediction_loss({k: v[:, :first] for k, v in out.items()}, mean[:, 1:first + 1],
+                            logvar[:, 1:first + 1], loss) if first else 0.0
+    n = out["mean"].shape[1] - first
+    steps = torch.randperm(n)[:pixel_frames] if model.training else torch.arange(n)
+    steps = steps.to(mean.device) + first
+    z = out["mean"][:, steps].flatten(0, 1)
+    target = frames[index[:, steps + 1].flatten().cpu()].to(mean.device)
+    return total + codec.pixel_loss(z, target)

@@ -104,3 +104,17 @@ def bernoulli_elbo_loss(logits, x, mean, logvar, kl_weight=1.0):
     bce = bce / (samples * x.shape[0])
     kl = -0.5 * torch.sum(1 + logvar - mean.pow(2) - logvar.exp()) / x.shape[0]
     return bce + kl_weight * kl
+
+
+def vae_loss(model, x, samples=1, kl_weight=1.0):
+    """Negative ELBO of ``model`` (a ConvVAE) on frames x (B, C, S, S) in [0, 1]."""
+    logits, mean, logvar = model(x, samples)
+    return bernoulli_elbo_loss(logits, x, mean, logvar, kl_weight)
+
+
+def kl_weight(step, steps_per_epoch, warmup_epochs):
+    """The KL term's weight at optimizer step ``step``: linear from 0 to 1 over the first
+    ``warmup_epochs`` epochs (a function of the step, so a resumed run continues it)."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, step / (warmup_epochs * steps_per_epoch))

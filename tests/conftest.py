@@ -5,12 +5,11 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import moving_mnist
+import train_lstm
+import train_vcae
 
-import moving_mnist  # noqa: E402
-import train_lstm  # noqa: E402
-import train_vcae  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def argv(**settings):

@@ -14,35 +14,10 @@ import train_cae
 import train_deconv
 import train_lstm
 import train_vae_on_convs
+from data.synthetic import scene, write_video  # noqa: F401
 from data.video import bundled_clips
 from tests.conftest import argv, run_script
 from utils.errors import UserError
-
-
-def scene(t, kind, width, height, noise=0):
-    """A textured frame that moves with t; two kinds with different colours make a hard cut.
-    ``noise`` adds random speckle, which makes every encoded frame large."""
-    y, x = np.mgrid[0:height, 0:width]
-    wave = np.sin((x + 3 * t) / 7.0) * np.cos((y - 2 * t) / 5.0)
-    base = (np.array([200, 60, 40]) if kind == 0 else np.array([30, 90, 220]))
-    speckle = np.random.default_rng(t).normal(0, noise, (height, width, 1)) if noise else 0
-    return np.clip(base[None, None] + 50 * wave[..., None] + speckle, 0, 255).astype(np.uint8)
-
-
-def write_video(path, n_frames, width=160, height=96, cut_at=None, fps=25, noise=0):
-    """Encode a synthetic clip with PyAV (mpeg4); frames from cut_at on are another scene."""
-    import av
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for t in range(n_frames):
-            kind = int(cut_at is not None and t >= cut_at)
-            frame = av.VideoFrame.from_ndarray(scene(t, kind, width, height, noise), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return str(path)
 
 
 def extract(tmp_path, videos, **settings):
@@ -97,8 +72,8 @@ def test_planted_cut_is_found_and_windows_avoid_it(tmp_path):
     out = extract(tmp_path, [write_video(tmp_path / "cut.mp4", 40, cut_at=17)], test_fraction=0.0)
     with h5py.File(out) as f:
         assert list(f["clips/000/cuts"][:]) == [17]
-    from data.sequences import split_clips, windows
-    frames, lengths, cuts = split_clips("film", str(out), "train")
+    from data.sequences import film_clips, windows
+    frames, lengths, cuts = film_clips(str(out), "train")
     index = windows(lengths, cuts, seq_len=4, frame_skip=3)  # spans 9 frames
     crossing = ((index[:, 0] < 17) & (index[:, -1] >= 17)).sum()
     assert crossing == 0 and len(index) == (17 - 9) + (23 - 9)
@@ -205,8 +180,10 @@ def test_film_grids(film):
 
 
 def test_film_sample_gifs_are_colour(film, tmp_path):
-    sample_video.main(argv(lstm_checkpoint=film["lstm"], out_dir=tmp_path, n_sequences=3,
-                           context=2, horizon=2))
+    with pytest.raises(UserError, match="was trained on 'film', not 'mnist': pass --dataset=film"):
+        sample_video.main(argv(lstm_checkpoint=film["lstm"], out_dir=tmp_path))
+    sample_video.main(argv(dataset="film", lstm_checkpoint=film["lstm"], out_dir=tmp_path,
+                           n_sequences=3, context=2, horizon=2))
     gifs = sorted(tmp_path.glob("film_sample_*.gif"))
     assert len(gifs) == 3
     gif = Image.open(gifs[0])

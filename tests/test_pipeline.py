@@ -12,13 +12,12 @@ import train_vcae
 from data.h5 import read_frames
 from data.sequences import new_mnist_sequences
 from models import load_model
-from models.codec import load_codec
-from models.lstm import LatentLSTM
+from models.codec import load_mnist_codec
+from models.lstm import LatentLSTM, sequence_loss
 from tests.conftest import TINY_LSTM, TINY_VAE, argv, run_script
 from utils.errors import UserError
 from utils.runtime import atomic_path, pick_device
-from utils.settings import Settings
-from utils.training import autocast
+from utils.runtime import autocast
 
 CHECKPOINT_KEYS = {"model_kind", "model_args", "model_state", "optimizer_state", "epoch",
                    "history", "best_val_loss", "settings"}
@@ -138,23 +137,23 @@ def test_dense_vae_gets_a_dense_lstm_and_refuses_a_conv_one(tiny, tmp_path):
                          **{**TINY_VAE, "latent_channels": 0, "z_dim": 8, "n_down": 4}))
     assert load_model(torch.load(vae, weights_only=True)).latent_shape is None
     common = dict(data_path=tiny["data"], vae_checkpoint=vae, out_dir=tmp_path, **TINY_LSTM)
-    model = train_lstm.main(argv(checkpoint=tmp_path / "l.pt", **common))
+    model = train_lstm.main(argv(checkpoint=tmp_path / "l.pt", cell="dense", **common))
     assert model.args["latent_shape"] is None and model.args["z_dim"] == 8
-    assert model.args["layers"] == 2 and model.args["dropout"] == 0.3  # the dense defaults
-    with pytest.raises(UserError, match="--cell=conv needs a spatial Z.*--latent_channels"):
-        train_lstm.main(argv(checkpoint=tmp_path / "c.pt", cell="conv", **common))
+    assert model.args["layers"] == 2 and model.args["dropout"] == 0.3  # the dense cell's defaults
+    with pytest.raises(UserError, match="--cell=conv needs a spatial Z.*use --cell=dense"):
+        train_lstm.main(argv(checkpoint=tmp_path / "c.pt", **common))
     assert not (tmp_path / "c.pt").exists()
 
 
 def test_pixel_loss_trains_the_lstm_and_leaves_the_vae_alone(tiny):
-    codec = load_codec("mnist", tiny["vae"], "cpu")
+    codec = load_mnist_codec(tiny["vae"], "cpu")
     before = [p.clone() for p in codec.vae.parameters()]
     model = LatentLSTM(z_dim=codec.z_dim, hidden=4, layers=1, latent_shape=codec.latent_shape, diffs=True)
     window = torch.from_numpy(read_frames(tiny["data"], "train", "x")[:2])  # (2, 8, 1, 64, 64)
     mean, logvar = codec.encode(window)
-    cfg = Settings(rollout=True, train_context=4, pixel_frames=2, loss="mse")
+    options = dict(rollout=True, context=4, pixel_frames=2, loss="mse", codec=codec)
     index = torch.arange(16).view(2, 8)
-    loss = train_lstm.sequence_loss(model.train(), (mean, logvar, index), cfg, codec, window.flatten(0, 1))
+    loss = sequence_loss(model.train(), (mean, logvar, index), frames=window.flatten(0, 1), **options)
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
     assert all(not p.requires_grad and p.grad is None for p in codec.vae.parameters())
@@ -162,7 +161,7 @@ def test_pixel_loss_trains_the_lstm_and_leaves_the_vae_alone(tiny):
     # evaluating scores every predicted frame, so the loss is the same each time
     model.eval()
     with torch.no_grad():
-        scores = [train_lstm.sequence_loss(model, (mean, logvar, index), cfg, codec, window.flatten(0, 1))
+        scores = [sequence_loss(model, (mean, logvar, index), frames=window.flatten(0, 1), **options)
                   for _ in range(2)]
     assert scores[0] == scores[1] and scores[0] > 0
 
@@ -233,7 +232,7 @@ def test_torchrun_two_processes_write_one_checkpoint_like_a_single_run(tiny, tmp
 
 
 def test_batches_refresh_their_data_once_per_epoch():
-    from utils.training import Batches
+    from utils.batches import Batches
     calls = []
 
     def refresh(epoch):
@@ -270,7 +269,7 @@ def test_lstm_draws_new_sequences_every_epoch_and_on_resume(tiny, tmp_path, monk
 
 
 def test_batches_shard_rows_across_ranks(monkeypatch):
-    from utils.training import Batches
+    from utils.batches import Batches
     data = torch.arange(10)
     seen = []
     for rank in (0, 1):
@@ -280,3 +279,13 @@ def test_batches_shard_rows_across_ranks(monkeypatch):
         seen.append(torch.cat(list(b)).tolist())
         assert len(b) == 3
     assert not set(seen[0]) & set(seen[1]) and len(seen[0]) == len(seen[1]) == 5
+
+
+def test_checkpoint_records_the_preset_and_the_resolved_settings(tiny, tmp_path):
+    preset = tmp_path / "tiny.py"
+    preset.write_text("".join(f"{k} = {v!r}\n" for k, v in TINY_VAE.items())
+                      + f"train_vcae = dict(checkpoint={str(tmp_path / 'v.pt')!r})\n")
+    train_vcae.main([str(preset), f"--data_path={tiny['data']}", f"--out_dir={tmp_path}", "--epochs=2"])
+    ckpt = torch.load(tmp_path / "v.pt", weights_only=True)
+    assert ckpt["presets"] == [str(preset)] and ckpt["epoch"] == 2
+    assert ckpt["settings"]["base_width"] == TINY_VAE["base_width"] and ckpt["settings"]["epochs"] == 2

@@ -1,9 +1,14 @@
-"""The shared settings parser: names and comments from the ruler block, typed overrides."""
+"""The shared settings parser: names and comments from the ruler block, typed overrides,
+presets, declared ranges and defaults that follow the dataset."""
+import glob
+import importlib
+import os
+
 import pytest
 
-from tests.conftest import run_script
+from tests.conftest import ROOT, run_script
 from utils.errors import UserError
-from utils.settings import parse_settings, read_setting_block
+from utils.settings import parse_settings, read_preset, read_script_settings, read_setting_block
 
 SOURCE = '''import os
 # -----------------------------------------------------------------------------
@@ -86,3 +91,83 @@ def test_every_script_rejects_unknown_and_mistyped_settings(script_name, tmp_pat
     assert list(tmp_path.iterdir()) == []  # stopped before any work
     helped = run_script(script_name, "--help", cwd=tmp_path)
     assert helped.returncode == 0 and "--seed=1337" in helped.stdout
+
+
+PRESETS = sorted(glob.glob(os.path.join(ROOT, "config", "*.py")))
+STAGES = ["moving_mnist", "extract_pulp_frames", "train_vcae", "train_cae", "train_deconv",
+          "train_vae_on_convs", "train_lstm", "sample_video"]
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=os.path.basename)
+def test_every_preset_parses_and_names_only_known_settings(preset):
+    assert len(PRESETS) >= 3
+    applied = 0
+    for stem in STAGES:
+        module = importlib.import_module(stem)
+        spec = read_script_settings(module.__file__)
+        given = read_preset(preset, stem, spec, ROOT)
+        cfg = parse_settings(module.__file__, vars(module), [preset])
+        assert cfg.presets == [preset]
+        assert all(cfg[name] == value or isinstance(cfg[name], float) for name, value in given.items())
+        applied += len(given)
+    assert applied > 0  # a preset that sets nothing anywhere is a mistake
+
+
+def test_preset_scopes_order_and_errors(tmp_path):
+    import train_lstm
+    import train_vcae
+    preset = tmp_path / "run.py"
+    preset.write_text('"""A run."""\nprecision = "bfloat16"\nepochs = 3\n'
+                      'train_lstm = dict(epochs=5, hidden=96, lr=1)\n')
+    lstm = parse_settings(train_lstm.__file__, vars(train_lstm), [str(preset), "--hidden=7"])
+    assert (lstm.precision, lstm.epochs, lstm.hidden, lstm.lr) == ("bfloat16", 5, 7, 1.0)
+    assert isinstance(lstm.lr, float)
+    vae = parse_settings(train_vcae.__file__, vars(train_vcae), [f"--config={preset}"])
+    assert (vae.precision, vae.epochs) == ("bfloat16", 3)  # the train_lstm entries stay there
+    film = parse_settings(train_lstm.__file__, vars(train_lstm), ["--dataset=film"],
+                          derived=train_lstm.follow_choices)
+    assert (film.seq_len, film.frame_skip, film.data_path) == (10, 3, "data/film.h5")
+    dense = parse_settings(train_lstm.__file__, vars(train_lstm), ["--cell=dense", "--layers=3"],
+                           derived=train_lstm.follow_choices)
+    assert (dense.hidden, dense.layers, dense.dropout) == (512, 3, 0.3)
+    bad = {"unknown.py": ("epochz = 3\n", "no stage script has a setting 'epochz' (did you mean epochs?)"),
+           "scoped.py": ("train_vcae = dict(hidden=3)\n", "train_vcae.py has no setting 'hidden'"),
+           "typed.py": ("epochs = 'many'\n", "epochs = 'many' should be an int"),
+           "code.py": ("import os\n", "a preset holds only 'name = value' lines"),
+           "call.py": ("epochs = len('ab')\n", "the value of epochs is not a literal")}
+    for name, (text, message) in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(UserError) as e:
+            parse_settings(train_lstm.__file__, vars(train_lstm), [str(tmp_path / name)])
+        assert message in str(e.value)
+    with pytest.raises(UserError, match="give the preset .* before any --name=value"):
+        parse_settings(train_lstm.__file__, vars(train_lstm), ["--epochs=2", str(preset)])
+    with pytest.raises(UserError, match="no preset file at"):
+        parse_settings(train_lstm.__file__, vars(train_lstm), [str(tmp_path / "none.py")])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr=-1"], "--lr must be in (0, inf), got -1.0"),
+    (["--lr=nan"], "--lr must be in (0, inf), got nan"),
+    (["--dropout=1.5"], "--dropout must be in [0, 1), got 1.5"),
+    (["--hidden=-5"], "--hidden must be in [1, inf), got -5"),
+    (["--components=0"], "--components must be in [1, inf), got 0"),
+    (["--seq_len=1"], "--seq_len must be in [2, inf), got 1"),
+])
+def test_ranges_declared_beside_each_setting_are_checked(args, message):
+    import train_lstm
+    with pytest.raises(UserError) as e:
+        parse_settings(train_lstm.__file__, vars(train_lstm), args)
+    assert message in str(e.value)
+
+
+def test_help_shows_real_values_and_marks_those_that_follow_the_dataset(capsys):
+    import train_lstm
+    with pytest.raises(SystemExit):
+        parse_settings(train_lstm.__file__, vars(train_lstm), ["--dataset=film", "--help"],
+                       derived=train_lstm.follow_choices)
+    out = capsys.readouterr().out
+    assert "--seq_len=10" in out and "--frame_skip=3" in out and "--hidden=" in out
+    assert "=0 " not in out.replace("--train_sequences=0 ", "").replace("--new_sequences=0 ", "") \
+        .replace("--dropout=0.0 ", "")
+    assert "* frames per training window" in out

@@ -92,3 +92,21 @@ def progress(iterable=None, **kwargs):
     from tqdm import tqdm
     return tqdm(iterable, leave=False, dynamic_ncols=True,
                 disable=None if is_main_process() else True, **kwargs)
+
+
+def all_ranks_sum(*values):
+    """Sum floats over the torchrun ranks (identity in a single process)."""
+    if rank_and_world()[1] == 1:
+        return values
+    import torch.distributed as dist
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return tuple(t.tolist())
+
+
+def autocast(where, precision):
+    """A context that runs forward passes in ``precision``: float32 (no autocast) or
+    bfloat16 (torch.autocast on the device ``where`` is, a model or a torch.device: matrix
+    products and convolutions in bfloat16, reductions and the loss in float32)."""
+    device = where if isinstance(where, torch.device) else next(where.parameters()).device
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")

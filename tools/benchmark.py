@@ -1,9 +1,9 @@
 """Speed and memory of every stage, each figure a ratio against a reference measured in
-the same run (this machine is shared: absolute times drift, ratios much less).
+the same run (on a shared machine absolute times drift, ratios much less).
 
-    python tests/benchmark.py            # prints a table, writes benchmark.json here
+    python -m tools.benchmark            # prints a table, writes benchmark.json here
 
-Not collected by pytest. Figures (targets from the performance issue):
+Figures, with the floor each is held to:
 - generation_speedup: moving_mnist's vectorised generator vs a naive port that pastes
   digits frame by frame with Pillow (target >= 10).
 - train_loop_ratio: each training script's training loop (real HDF5 data, real logging,
@@ -19,7 +19,6 @@ Not collected by pytest. Figures (targets from the performance issue):
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -27,24 +26,23 @@ import tracemalloc
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import extract_pulp_frames  # noqa: E402
-import moving_mnist  # noqa: E402
-import sample_video  # noqa: E402
-import train_cae  # noqa: E402
-import train_deconv  # noqa: E402
-import train_lstm  # noqa: E402
-import train_vae_on_convs  # noqa: E402
-import train_vcae  # noqa: E402
-from data.mnist_digits import load_digits  # noqa: E402
-from data.video import bundled_clips  # noqa: E402
-from data.h5 import read_frames  # noqa: E402
-from models import load_model  # noqa: E402
-from models.codec import load_codec  # noqa: E402
-from models.film import pixel_mse  # noqa: E402
-from utils.settings import Settings  # noqa: E402
-from utils.training import load_checkpoint  # noqa: E402
+import extract_pulp_frames
+import moving_mnist
+import sample_video
+import train_cae
+import train_deconv
+import train_lstm
+import train_vae_on_convs
+import train_vcae
+from data.mnist_digits import load_digits
+from data.video import bundled_clips
+from data.h5 import read_frames
+from models.checkpoints import load_checkpoint, load_model
+from models.codec import load_mnist_codec
+from models.lstm import sequence_loss
+from models.vcae import vae_loss
+from models.film import pixel_mse
+from utils.settings import Settings
 
 
 def timed(fn, *args, **kwargs):
@@ -169,20 +167,22 @@ def bench_training(folder, results, models):
     train_vcae.main([f"--data_path={mm}", f"--checkpoint={folder}/vae.pt", f"--out_dir={out}",
                      f"--train_frames={n}", "--val_frames=500", "--epochs=2"])
     frames = torch.from_numpy(read_frames(mm, "train", "x").reshape(-1, 1, 64, 64)[:n].copy())
-    compare("train_vcae.py", f"{folder}/vae.pt", n, lambda m, x: train_vcae.vae_loss(m, x, 1),
+    compare("train_vcae.py", f"{folder}/vae.pt", n, lambda m, x: vae_loss(m, x, 1),
             float_batches(frames, 128, 255.0), train_vcae.lr, train_vcae.grad_clip, results, models)
     # LSTM on the VAE's codes: 1000 sequences
     train_lstm.main([f"--data_path={mm}", f"--vae_checkpoint={folder}/vae.pt", f"--checkpoint={folder}/lstm.pt",
                      f"--out_dir={out}", "--epochs=2"])
     cfg = Settings(load_checkpoint(f"{folder}/lstm.pt", "x")["settings"])
-    codec = load_codec("mnist", f"{folder}/vae.pt", "cpu")
+    codec = load_mnist_codec(f"{folder}/vae.pt", "cpu")
     sequences = torch.from_numpy(read_frames(mm, "train", "x"))
     mean, logvar = codec.encode(sequences)
     index = torch.arange(sequences.shape[0] * sequences.shape[1]).view(sequences.shape[:2])
     b = cfg.batch_size
     lstm_batches = [(mean[s:s + b], logvar[s:s + b], index[s:s + b]) for s in range(0, len(index), b)]
     compare("train_lstm.py", f"{folder}/lstm.pt", len(index),
-            lambda m, batch: train_lstm.sequence_loss(m, batch, cfg, codec, sequences.flatten(0, 1)),
+            lambda m, batch: sequence_loss(m, batch, loss=cfg.loss, context=cfg.train_context,
+                                           rollout=cfg.rollout, pixel_frames=cfg.pixel_frames,
+                                           codec=codec, frames=sequences.flatten(0, 1)),
             lstm_batches, train_lstm.lr, train_lstm.grad_clip, results, models)
     # film stages on the bundled bikes clip
     clip = [c for c in bundled_clips() if c.endswith("bikes.mp4")] or bundled_clips()[:1]
@@ -225,7 +225,7 @@ def bench_extract(folder):
     t_raw_threaded = min(timed(raw, "AUTO")[0] for _ in range(3))
     t_extract = min(timed(extract_pulp_frames.main, [f"--out_path={folder}/x.h5", "--preview_path=",
                                                      f"--video={clip[0]}"])[0] for _ in range(3))
-    from tests.test_film import write_video
+    from data.synthetic import write_video
     peaks = []
     for n in (60, 600):
         video = write_video(f"{folder}/v{n}.mp4", n, width=320, height=180)

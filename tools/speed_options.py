@@ -1,8 +1,8 @@
 """Does channels_last, torch.compile, a thread count or autocast speed up training here?
 
-    python tests/speed_options.py        # prints a table, writes speed_options.json here
+    python -m tools.speed_options        # prints a table, writes speed_options.json here
 
-Not collected by pytest. Times the two Moving MNIST training steps at their default
+Times the two Moving MNIST training steps at their default
 settings (the spatial VAE at batch 128; the conv LSTM with its pixel loss through the
 frozen decoder at batch 32) on random data, each option against plain eager float32 on
 the same machine in the same run, and says whether each gave the same loss; then
@@ -11,20 +11,16 @@ keeping only with a ratio clearly above 1.
 """
 import json
 import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import train_lstm  # noqa: E402
-import train_vcae  # noqa: E402
-from models.codec import VAECodec  # noqa: E402
-from models.lstm import LatentLSTM  # noqa: E402
-from models.vcae import ConvVAE  # noqa: E402
-from utils import training  # noqa: E402
-from utils.settings import Settings  # noqa: E402
+import train_lstm
+import train_vcae
+from models.codec import VAECodec
+from models.lstm import LatentLSTM, sequence_loss
+from models.vcae import ConvVAE, vae_loss
+from utils.runtime import autocast
 
 STEPS = 12
 
@@ -42,7 +38,7 @@ def vae_setup(memory_format=torch.contiguous_format):
     model = to_format(ConvVAE(base_width=train_vcae.base_width, n_down=train_vcae.n_down,
                               latent_channels=train_vcae.latent_channels), memory_format)
     x = (torch.rand(128, 1, 64, 64) > 0.85).float().contiguous(memory_format=memory_format)
-    return model, lambda m: train_vcae.vae_loss(m, x, 1)
+    return model, lambda m: vae_loss(m, x, 1)
 
 
 def lstm_setup(memory_format=torch.contiguous_format):
@@ -55,11 +51,11 @@ def lstm_setup(memory_format=torch.contiguous_format):
     frames = (torch.rand(32 * 20, 1, 64, 64) > 0.85).to(torch.uint8) * 255
     mean, logvar = torch.randn(32, 20, vae.z_dim), torch.zeros(32, 20, vae.z_dim)
     index = torch.arange(32 * 20).view(32, 20)
-    cfg = Settings(rollout=True, train_context=10, pixel_frames=4, loss="mse")
 
     def loss(m):
         torch.manual_seed(1)  # the same pick of pixel frames every step
-        return train_lstm.sequence_loss(m, (mean, logvar, index), cfg, codec, frames)
+        return sequence_loss(m, (mean, logvar, index), loss="mse", context=10, rollout=True,
+                             pixel_frames=4, codec=codec, frames=frames)
     return model, loss
 
 
@@ -68,7 +64,7 @@ def steps_per_second(model, loss_fn, bf16=False):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step():
-        with training.autocast(model, "bfloat16" if bf16 else "float32"):
+        with autocast(model, "bfloat16" if bf16 else "float32"):
             loss = loss_fn(model)
         optimizer.zero_grad(set_to_none=True)
         loss.float().backward()
@@ -93,7 +89,7 @@ def encoding(frames=8192):
     x = ((torch.rand(frames, 1, 1, 64, 64) > 0.85).to(torch.uint8) * 255).numpy()
     out = {}
     for precision in ("float32", "bfloat16"):
-        with training.autocast(codec.device, precision):
+        with autocast(codec.device, precision):
             codec.encode(x[:1024])  # warm-up
             began = time.perf_counter()
             out[precision] = (codec.encode(x)[0].float(), frames / (time.perf_counter() - began))

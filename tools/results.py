@@ -1,8 +1,8 @@
-"""Train and score the LSTM variants the README's Results table reports (not a test).
+"""Train and score the LSTM variants of the Results tables.
 
-    python tests/results.py                      # Moving MNIST, every variant
-    python tests/results.py --dataset=film       # the film branch
-    python tests/results.py --epochs=20 --hidden=512
+    python -m tools.results                                # Moving MNIST, every variant
+    python -m tools.results --preset=config/film.py         # the film branch, with its preset
+    python -m tools.results --variants=default,kl --lstm=epochs=20,hidden=96
 
 Reuses the branch's trained encoder (run the branch's stages first), trains one LSTM per
 variant into checkpoints/results/, scores it with sample_video.py's evaluation into
@@ -11,22 +11,19 @@ the predicted steps, which it also writes to samples/results/<dataset>.md.
 """
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import sample_video  # noqa: E402
-import train_lstm  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
-from utils.runtime import atomic_path  # noqa: E402
-from utils.settings import parse_settings  # noqa: E402
+import sample_video
+import train_lstm
+from data.branches import BRANCHES
+from utils.errors import run_cli
+from utils.runtime import atomic_path
+from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
-dataset = "mnist"  # mnist or film
-variants = ["default", "original", "teacher", "z_loss", "no_diffs", "kl", "mdn"]  # which LSTM variants to train and score (see VARIANTS)
-epochs = 0  # LSTM epochs per variant; 0 = train_lstm.py's default
-hidden = 0  # LSTM channels or units; 0 = train_lstm.py's default
-n_eval = 1000  # test windows scored
+preset = ""  # a preset from config/ that train_lstm.py and sample_video.py take first; empty = none
+variants = ["default", "original", "teacher", "z_loss", "no_diffs", "kl", "mdn"]  # LSTM variants to train and score
+lstm = [""]  # train_lstm.py settings for every variant, e.g. epochs=20,hidden=96
+n_eval = 1000  # test windows scored [1, inf)
 out_dir = "samples/results"  # metrics and the table go here
 checkpoint_dir = "checkpoints/results"  # one LSTM checkpoint per variant
 # -----------------------------------------------------------------------------
@@ -68,27 +65,29 @@ def table(reports):
 
 
 def main(argv=None):
-    cfg = parse_settings(__file__, globals(), argv, choices={"dataset": ("mnist", "film"),
-                                                            "variants": tuple(VARIANTS)})
+    cfg = parse_settings(__file__, globals(), argv, choices={"variants": tuple(VARIANTS)})
+    presets = [cfg.preset] if cfg.preset else []
+    common = [f"--{item}" for item in cfg.lstm if item]
+    dataset = parse_settings(train_lstm.__file__, vars(train_lstm), presets + common).dataset
     reports, baselines, first = {}, None, None
     for name in cfg.variants:
-        ckpt = os.path.join(cfg.checkpoint_dir, f"{cfg.dataset}_{name}.pt")
-        out = os.path.join(cfg.out_dir, f"{cfg.dataset}_{name}")
-        settings = {"dataset": cfg.dataset, "checkpoint": ckpt, "out_dir": out, **VARIANTS[name]}
-        settings.update({k: cfg[k] for k in ("epochs", "hidden") if cfg[k]})
-        train_lstm.main([f"--{k}={v}" for k, v in settings.items()])
-        sample_video.main([f"--lstm_checkpoint={ckpt}", f"--out_dir={out}", "--n_sequences=4",
-                           f"--n_eval={cfg.n_eval}"])
-        metrics = "metrics" if cfg.dataset == "mnist" else "film_metrics"
-        report = json.load(open(os.path.join(out, f"{metrics}.json")))
+        ckpt = os.path.join(cfg.checkpoint_dir, f"{dataset}_{name}.pt")
+        out = os.path.join(cfg.out_dir, f"{dataset}_{name}")
+        train_lstm.main(presets + [f"--checkpoint={ckpt}", f"--out_dir={out}"] + common
+                        + [f"--{k}={v}" for k, v in VARIANTS[name].items()])
+        sample_video.main(presets + [f"--lstm_checkpoint={ckpt}", f"--out_dir={out}",
+                                     "--n_sequences=4", f"--n_eval={cfg.n_eval}"])
+        with open(os.path.join(out, f"{BRANCHES[dataset].metrics_name}.json")) as f:
+            report = json.load(f)
         reports[name] = report["model"]
         baselines, first = report["baselines"], first or report
     reports.update(baselines or {})
-    text = (f"{cfg.dataset}: {first['context']} frames in, {first['horizon']} predicted, "
+    text = (f"{dataset}: {first['context']} frames in, {first['horizon']} predicted, "
             f"{first['n_sequences']} test windows; means over the predicted steps\n\n{table(reports)}\n")
-    path = os.path.join(cfg.out_dir, f"{cfg.dataset}.md")
+    path = os.path.join(cfg.out_dir, f"{dataset}.md")
     with atomic_path(path) as tmp:
-        open(tmp, "w").write(text)
+        with open(tmp, "w") as f:
+            f.write(text)
     print(text)
     print(f"wrote {path}")
 

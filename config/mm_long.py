@@ -1,0 +1,19 @@
+"""The longer Moving MNIST run: 20,000 stored sequences, a VAE on three times the frames,
+a conv LSTM of 128 channels trained on 20,000 new sequences every epoch, bfloat16.
+Its files sit beside the defaults' (data/mm_long.h5, checkpoints/long/, samples/long/).
+
+    python moving_mnist.py config/mm_long.py
+    python train_vcae.py config/mm_long.py
+    python train_lstm.py config/mm_long.py
+    python sample_video.py config/mm_long.py
+"""
+data_path = "data/mm_long.h5"
+out_dir = "samples/long"
+precision = "bfloat16"
+moving_mnist = dict(n_train=20000, out_path="data/mm_long.h5",
+                    preview_path="samples/long/moving_mnist_preview.png")
+train_vcae = dict(checkpoint="checkpoints/long/mm_vcae.pt", train_frames=120000, epochs=4)
+train_lstm = dict(vae_checkpoint="checkpoints/long/mm_vcae.pt",
+                  checkpoint="checkpoints/long/mm_lstm.pt", hidden=128, epochs=72,
+                  new_sequences=20000)
+sample_video = dict(lstm_checkpoint="checkpoints/long/mm_lstm.pt")

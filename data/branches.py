@@ -1,0 +1,59 @@
+"""The two datasets ("branches") in one place: each one's files, its defaults for the
+sequence stages (train_lstm.py, sample_video.py), how its frames are read and how its
+frames are encoded to Z. Scripts ask ``BRANCHES[dataset]``; nothing else branches on the
+dataset's name.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+from data.film import MADE_BY as FILM_MADE_BY
+from data.sequences import MNIST_MADE_BY, film_clips, mnist_clips
+from models.codec import load_film_codec, load_mnist_codec
+
+
+@dataclass(frozen=True)
+class Branch:
+    name: str
+    made_by: str  # the script that writes its dataset
+    data_path: str  # where that script writes it by default
+    encoder_checkpoint: str  # the encoder train_lstm.py reads
+    lstm_checkpoint: str  # where train_lstm.py writes by default
+    seq_len: int  # frames per LSTM training window
+    frame_skip: int  # use every n-th frame
+    batch_size: int  # LSTM windows per batch
+    context: int  # true frames before the predicted ones (training and sampling)
+    horizon: int  # frames sample_video.py predicts
+    cell: str  # the LSTM cell for its default encoder's Z (conv for a spatial Z)
+    training_crops: int  # crops per frame encoded for LSTM training (film: fixed crops)
+    sample_prefix: str  # sample_video.py's file names
+    metrics_name: str  # sample_video.py's report: <metrics_name>.json/.csv/.png
+    read_clips: Callable  # (data_path, split, n_crops=1, limit=0) -> clips (see data/sequences.py)
+    load_codec: Callable  # (encoder checkpoint, device) -> Codec (see models/codec.py)
+
+    def lstm_defaults(self):
+        """train_lstm.py's settings that follow the dataset."""
+        return dict(data_path=self.data_path, vae_checkpoint=self.encoder_checkpoint,
+                    checkpoint=self.lstm_checkpoint, seq_len=self.seq_len,
+                    frame_skip=self.frame_skip, batch_size=self.batch_size,
+                    train_context=self.context, cell=self.cell, film_crops=self.training_crops)
+
+    def sample_defaults(self):
+        """sample_video.py's settings that follow the dataset."""
+        return dict(lstm_checkpoint=self.lstm_checkpoint, prefix=self.sample_prefix,
+                    context=self.context, horizon=self.horizon)
+
+
+BRANCHES = {
+    "mnist": Branch(name="mnist", made_by=MNIST_MADE_BY, data_path="data/moving_mnist.h5",
+                    encoder_checkpoint="checkpoints/mm_vcae.pt",
+                    lstm_checkpoint="checkpoints/mm_lstm.pt", seq_len=20, frame_skip=1,
+                    batch_size=32, context=10, horizon=10, cell="conv", training_crops=1,
+                    sample_prefix="mm_sample", metrics_name="metrics",
+                    read_clips=mnist_clips, load_codec=load_mnist_codec),
+    "film": Branch(name="film", made_by=FILM_MADE_BY, data_path="data/film.h5",
+                   encoder_checkpoint="checkpoints/film_vae_on_convs.pt",
+                   lstm_checkpoint="checkpoints/film_lstm.pt", seq_len=10, frame_skip=3,
+                   batch_size=16, context=5, horizon=5, cell="dense", training_crops=3,
+                   sample_prefix="film_sample", metrics_name="film_metrics",
+                   read_clips=film_clips, load_codec=load_film_codec),
+}

@@ -1,0 +1,63 @@
+"""Checkpoint files: one dict per file that rebuilds its model, loadable with
+``torch.load(path, weights_only=True)``.
+
+Keys: ``model_kind`` and ``model_args`` (see build_model), ``model_state``,
+``optimizer_state``, ``epoch`` (epochs done), ``history``, ``best_val_loss``,
+``settings`` (the run's resolved settings), ``presets`` (preset files applied), and for
+later stages the paths of the checkpoints and dataset they were trained on.
+"""
+import os
+
+import torch
+
+from utils.errors import UserError
+from utils.runtime import atomic_path
+
+
+def build_model(kind, args):
+    from models import MODELS
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODELS)}")
+    return MODELS[kind](**args)
+
+
+def load_model(ckpt, device="cpu"):
+    """Rebuild the model a checkpoint describes, with its weights, in eval mode."""
+    model = build_model(ckpt["model_kind"], ckpt["model_args"])
+    model.load_state_dict(ckpt["model_state"])
+    return model.to(device).eval()
+
+
+def model_spec(model):
+    """What rebuilds ``model``: its class name and constructor arguments."""
+    return {"model_kind": type(model).__name__, "model_args": dict(model.args)}
+
+
+def save_checkpoint(path, state):
+    """torch.save ``state`` to ``path`` through a temporary file."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path, made_by):
+    """Load a checkpoint written by ``made_by`` (a script name), weights only, onto the CPU."""
+    if not os.path.isfile(path):
+        raise UserError(f"no checkpoint at {path}: run {made_by} first")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a checkpoint, or holds arbitrary objects
+        raise UserError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}): run {made_by} again") from None
+
+
+def resume_state(path, model, optimizer, made_by):
+    """Restore model and optimizer from ``path``; return (epochs done, history, checkpoint)."""
+    ckpt = load_checkpoint(path, made_by)
+    spec = model_spec(model)
+    if ckpt.get("model_kind") != spec["model_kind"] or ckpt.get("model_args") != spec["model_args"]:
+        raise UserError(f"cannot resume from {path}: it holds {ckpt.get('model_kind')} "
+                        f"{ckpt.get('model_args')}, the settings build {spec['model_kind']} "
+                        f"{spec['model_args']}; use the same settings or --resume=false")
+    model.load_state_dict(ckpt["model_state"])
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    return ckpt["epoch"], ckpt["history"], ckpt
