@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from data.h5 import FrameAppender
-from data.video import Truncated, bundled_clips, colour_histogram, cut_score, frames_of, open_video
+from data.video import CutDetector, Truncated, bundled_clips, frames_of, open_video
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
 from utils.runtime import atomic_path, progress
@@ -24,8 +24,10 @@ video = [""]  # video file(s); several become one dataset; "" = the clips scikit
 out_path = "data/film.h5"  # HDF5 file to write
 short_side = 64  # frames are resized so their short side is this many px [8, inf)
 every_nth = 1  # keep every n-th frame (the LSTM applies the film's frame skip itself) [1, inf)
-test_fraction = 0.2  # the last part of each file, one contiguous block, is the test split [0, 1)
-cut_threshold = 0.5  # colour-histogram change (0..1) between kept frames that marks a hard cut
+test_fraction = 0.3  # the last part of each file, one contiguous block, is the test split [0, 1)
+cut_threshold = 0.5  # colour-histogram change (0..1) between kept frames that marks a cut (0, 1]
+cut_change = 12.0  # or: thumbnail change (grey levels) that marks a cut... (0, inf)
+cut_ratio = 3.0  # ...when it is also this many times the recent frames' usual change [1, inf)
 chunk_frames = 16  # frames per compressed HDF5 chunk [1, inf)
 keep_partial = False  # for a damaged file, keep the frames decoded before the damage
 preview_path = "samples/film_preview.png"  # PNG strip of frames from each file
@@ -36,17 +38,15 @@ def extract_clip(container, path, group, cfg, bar):
     """Stream one opened video into ``group``: frames (N, 3, H, W) uint8, cuts, split attributes."""
     stream = container.streams.video[0]
     fps = float(stream.average_rate or 0) / cfg.every_nth
-    writer, kept, previous = None, 0, None
-    cuts = []
+    writer, kept = None, 0
+    cuts, detector = [], CutDetector(cfg.cut_threshold, cfg.cut_change, cfg.cut_ratio)
     try:
         for i, frame in enumerate(frames_of(container, cfg.short_side)):
             bar.update(1)
             if i % cfg.every_nth:
                 continue
-            hist = colour_histogram(frame)
-            if previous is not None and cut_score(previous, hist) > cfg.cut_threshold:
+            if detector.is_cut(frame):
                 cuts.append(kept)  # frame `kept` starts a new shot
-            previous = hist
             if writer is None:
                 writer = FrameAppender(group, "frames", frame.shape, chunk=cfg.chunk_frames)
             writer.append(frame)
@@ -96,7 +96,8 @@ def write_dataset(cfg, videos, containers, previews):
         with h5py.File(tmp, "w", track_order=True) as f:
             f.attrs.update(made_by="extract_pulp_frames.py", sources=[os.path.basename(v) for v in videos],
                            short_side=cfg.short_side, every_nth=cfg.every_nth,
-                           test_fraction=cfg.test_fraction, cut_threshold=cfg.cut_threshold)
+                           test_fraction=cfg.test_fraction, cut_threshold=cfg.cut_threshold,
+                           cut_change=cfg.cut_change, cut_ratio=cfg.cut_ratio)
             with progress(desc="frames", unit="frame") as bar:
                 for i, v in enumerate(videos):
                     group = f.create_group(f"clips/{i:03d}")

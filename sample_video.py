@@ -3,9 +3,11 @@ run on its own output.
 
 For n_sequences test windows: encode the first `context` frames to Z, feed them to the
 LSTM, then feed back its own predictions for `horizon` steps; decode every Z to a frame.
-Writes a GIF per window (ground truth left, prediction right; green border while the model
-sees real frames, red once it generates) and a PNG strip (truth row above prediction row).
-Everything it needs comes from the LSTM checkpoint: dataset, encoder, frame skip.
+Writes a GIF per window (truth, prediction and a copy of the last context frame side by
+side; green border while the model sees real frames, red once it generates) and a PNG
+strip (truth row above prediction row), and scores n_eval test windows against the
+baselines. With --video it predicts the continuation of any video file instead.
+Everything else it needs comes from the LSTM checkpoint: encoder, dataset, frame skip.
 """
 import os
 
@@ -13,11 +15,12 @@ import numpy as np
 import torch
 
 from data.branches import BRANCHES
-from data.sequences import windows
+from data.sequences import window_clips, windows
+from data.video import read_window
 from models.checkpoints import load_checkpoint, load_model
 from utils.errors import UserError, run_cli
 from utils.images import prediction_panels, save_gif, save_grid
-from utils.metrics import StepAverages, write_report
+from utils.metrics import StepAverages, frame_scores, write_report
 from utils.runtime import pick_device, seed_everything
 from utils.settings import parse_settings
 
@@ -32,66 +35,126 @@ n_sequences = 8  # test windows to predict [1, inf)
 first_sequence = 0  # skip this many test windows [0, inf)
 context = 10  # real frames fed before generating (film: 5) [1, inf)
 horizon = 10  # frames generated from the LSTM's own output (film: 5) [1, inf)
+eval_crops = 1  # film: crops of each test frame scored, left to right (film: 3) [1, inf)
 temperature = 0.0  # 0 = feed back the predicted mean; > 0 = sample (kl, mdn) at this temperature [0, inf)
 n_eval = 1000  # test windows scored for the metrics report; 0 = none [0, inf)
 eval_batch = 250  # windows per batch while scoring [1, inf)
+video = ""  # a video file to continue instead of the test windows (see video_start)
+video_start = -1  # its first context frame; -1 = the last frames of the file (nothing to score) [-1, inf)
 frames_per_second = 4  # GIF speed (0, inf)
 gif_scale = 2  # GIF pixels per frame pixel [1, inf)
 device = "auto"  # auto = cuda, then mps, else cpu
 seed = 1337  # seeds anything random in sampling
 # -----------------------------------------------------------------------------
 
+BASELINES = ("copy_last", "mean_frame", "last_reconstruction", "autoencoder")
 
-def predict(model, codec, sequences, context, horizon, temperature=0.0):
+
+def predict(model, codec, sequences, context, horizon, temperature=0.0, skip=False):
     """Prime on ``context`` real frames of ``sequences`` uint8 (N, T, C, H, W), generate
     ``horizon`` more. Returns float frames (N, context + horizon, C, H, W): the codec's
-    reconstructions of the context frames followed by the decoded predictions."""
+    reconstructions of the context frames followed by the decoded predictions (with
+    ``skip``, decoded from the last context frame: see Codec.skip_decode)."""
     mean, _ = codec.encode(sequences[:, :context])
     with torch.no_grad():
         future = model.rollout(mean.to(codec.device), horizon, temperature).cpu()
-    return codec.decode(torch.cat([mean, future], dim=1))
+    skip_from = (mean[:, -1], torch.from_numpy(np.ascontiguousarray(sequences[:, context - 1]))) if skip else None
+    return torch.cat([codec.decode(mean), codec.decode(future, skip_from)], dim=1)
 
 
 def mean_training_frame(branch, data_path):
     """Pixel-wise mean of (up to 1000 sequences of) the training frames, float (C, H, W) in [0, 1]."""
-    frames = branch.read_clips(data_path, "train", limit=1000)[0]
+    frames = branch.read_clips(data_path, "train", limit=1000).frames
     total = torch.zeros(frames.shape[1:], dtype=torch.float64)
     for s in range(0, len(frames), 4096):
         total += torch.from_numpy(frames[s:s + 4096]).double().sum(0)
     return (total / len(frames) / 255.0).float()
 
 
-def score(model, codec, frames, context, horizon, mean_frame, batch_size, temperature=0.0):
-    """Per-step metrics of the model and the baselines on uint8 windows (N, context + horizon, ...).
+def score(model, codec, frames, groups, context, horizon, mean_frame, batch_size, temperature=0.0,
+          skip=False):
+    """Per-step metrics of the model and the baselines on uint8 windows (N, context + horizon,
+    ...), over all windows and per group (``groups``: a name per window, e.g. its source file).
 
     Baselines: copy_last (the last context frame, repeated), mean_frame (the mean training
-    frame) and autoencoder (the true future frames through encode -> decode: the ceiling
-    the LSTM cannot beat, separating the autoencoder's error from the LSTM's)."""
-    methods = {name: StepAverages() for name in ("model", "copy_last", "mean_frame", "autoencoder")}
+    frame), last_reconstruction (the last context frame through encode -> decode,
+    repeated: what a model that learned no motion would give) and autoencoder (the true
+    future frames through encode -> decode: the ceiling of any prediction in Z).
+    Returns {group or "all": {method: {metric: [per step]}}, ...}."""
+    names = ["all"] + sorted(set(groups))
+    acc = {g: {m: StepAverages() for m in ("model",) + BASELINES} for g in names}
+    groups = np.asarray(groups)
     for s in range(0, len(frames), batch_size):
         window = frames[s:s + batch_size]
         truth = torch.from_numpy(window[:, context:]).float() / 255.0
         last = torch.from_numpy(window[:, context - 1:context]).float() / 255.0
-        methods["model"].add(predict(model, codec, window, context, horizon, temperature)[:, context:], truth)
-        methods["copy_last"].add(last.expand_as(truth), truth)
-        methods["mean_frame"].add(mean_frame.expand_as(truth), truth)
-        methods["autoencoder"].add(codec.decode(codec.encode(window[:, context:])[0]), truth)
-    return {name: acc.result() for name, acc in methods.items()}
+        last_z = codec.encode(window[:, context - 1:context])[0]
+        outputs = {
+            "model": predict(model, codec, window, context, horizon, temperature, skip)[:, context:],
+            "copy_last": last.expand_as(truth),
+            "mean_frame": mean_frame.expand_as(truth),
+            "last_reconstruction": codec.decode(last_z).expand_as(truth),
+            "autoencoder": codec.decode(codec.encode(window[:, context:])[0]),
+        }
+        for g in names:
+            rows = np.ones(len(window), bool) if g == "all" else groups[s:s + batch_size] == g
+            if rows.any():
+                for method, out in outputs.items():
+                    acc[g][method].add(out[rows], truth[rows])
+    return {g: {m: a.result() for m, a in methods.items()} for g, methods in acc.items()}
 
 
-def held_out_windows(branch, data_path, steps, frame_skip, first, count):
-    """uint8 (count, steps, C, H, W): test windows of ``steps`` frames ``frame_skip`` apart."""
-    frames, lengths, cuts = branch.read_clips(data_path, "test")
-    index = windows(lengths, cuts, steps, frame_skip)[first:first + count]
+def held_out_windows(branch, data_path, steps, frame_skip, first, count, crops=1):
+    """Test windows of ``steps`` frames ``frame_skip`` apart: uint8 (count, steps, C, H, W)
+    and the name of the clip each one comes from. Every start in the test split counts
+    (windows overlap), first window of each clip first; film frames at ``crops`` places."""
+    clips = branch.read_clips(data_path, "test", n_crops=crops)
+    index = windows(clips.lengths, clips.cuts, steps, frame_skip)[first:first + count]
     if len(index) == 0:
         raise UserError(f"no test window of {steps} frames {frame_skip} apart (after skipping "
                         f"{first}) in {data_path}: lower --context or --horizon")
-    return frames[index.numpy()]
+    names = [clips.names[c] for c in window_clips(clips.lengths, index)]
+    return clips.frames[index.numpy()], names
+
+
+def write_samples(cfg, prefix, truth, predicted, context):
+    """A GIF (truth | prediction | copy of the last context frame) and a PNG strip per window."""
+    for i in range(len(truth)):
+        name = os.path.join(cfg.out_dir, f"{prefix}_{cfg.first_sequence + i:03d}")
+        copy_last = torch.cat([truth[i, :context], truth[i, context - 1:context].expand_as(truth[i, context:])])
+        panels = prediction_panels([("truth", truth[i]), ("model", predicted[i]), ("copy last", copy_last)],
+                                   context, cfg.gif_scale)
+        save_gif(name + ".gif", panels, cfg.frames_per_second)
+        save_grid(name + ".png", torch.stack([truth[i], predicted[i]]))
+
+
+def continue_video(cfg, model, codec, frame_skip, skip):
+    """Predict the continuation of ``cfg.video``; score it where the file has the frames."""
+    channels, size = codec.frame_shape[0], codec.frame_shape[-1]
+    frames = read_window(cfg.video, cfg.video_start, cfg.context, cfg.horizon, frame_skip, size)
+    if channels == 1:
+        frames = np.round(frames.mean(1, keepdims=True)).astype(np.uint8)
+    available = len(frames)
+    predicted = predict(model, codec, frames[None, :cfg.context], cfg.context, cfg.horizon,
+                        cfg.temperature, skip)
+    truth = torch.zeros_like(predicted)  # black where the file has no frame to show
+    truth[0, :available] = torch.from_numpy(frames).float() / 255.0
+    stem = os.path.splitext(os.path.basename(cfg.video))[0]
+    write_samples(cfg, f"{stem}_continued", truth, predicted, cfg.context)
+    print(f"wrote {cfg.out_dir}/{stem}_continued_{cfg.first_sequence:03d}.gif and .png "
+          f"({cfg.context} frames of {cfg.video} every {frame_skip}, {cfg.horizon} predicted)")
+    if available == cfg.context + cfg.horizon:
+        future = truth[:, cfg.context:]
+        ours = frame_scores(predicted[:, cfg.context:], future)
+        copy = frame_scores(truth[:, cfg.context - 1:cfg.context].expand_as(future), future)
+        print(f"against the file's own frames: MSE per frame {ours['mse'].mean():.1f} (copy last "
+              f"{copy['mse'].mean():.1f}), SSIM {ours['ssim'].mean():.3f} (copy last {copy['ssim'].mean():.3f})")
 
 
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv, choices={"dataset": tuple(BRANCHES)},
-                         derived=lambda c: BRANCHES[c.dataset].sample_defaults())
+                         derived=lambda c: {**BRANCHES[c.dataset].sample_defaults(),
+                                            "eval_crops": BRANCHES[c.dataset].training_crops})
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
 
@@ -101,34 +164,44 @@ def main(argv=None):
                         f"{cfg.dataset!r}: pass --dataset={lstm_ckpt.get('dataset')} (or its preset)")
     branch = BRANCHES[cfg.dataset]
     context, horizon, prefix = cfg.context, cfg.horizon, cfg.prefix
+    frame_skip, skip = lstm_ckpt["frame_skip"], lstm_ckpt.get("skip", False)
     data_path = cfg.data_path or lstm_ckpt["data_path"]
     codec = branch.load_codec(cfg.vae_checkpoint or lstm_ckpt["vae_checkpoint"], dev)
     model = load_model(lstm_ckpt, dev)
-    test = held_out_windows(branch, data_path, context + horizon, lstm_ckpt["frame_skip"],
-                            cfg.first_sequence, cfg.n_sequences)
+    if cfg.video:
+        continue_video(cfg, model, codec, frame_skip, skip)
+        return
 
     if cfg.n_eval > 0:
-        frames = held_out_windows(branch, data_path, context + horizon, lstm_ckpt["frame_skip"], 0,
-                                  cfg.n_eval)
-        scores = score(model, codec, frames, context, horizon,
-                       mean_training_frame(branch, data_path), cfg.eval_batch, cfg.temperature)
+        frames, groups = held_out_windows(branch, data_path, context + horizon, frame_skip, 0,
+                                          cfg.n_eval, cfg.eval_crops)
+        scores = score(model, codec, frames, groups, context, horizon,
+                       mean_training_frame(branch, data_path), cfg.eval_batch, cfg.temperature, skip)
+        overall = scores.pop("all")
         report = {"context": context, "horizon": horizon, "n_sequences": len(frames),
-                  "model": scores.pop("model"), "baselines": scores, "dataset": cfg.dataset,
-                  "lstm_checkpoint": cfg.lstm_checkpoint, "frame_skip": lstm_ckpt["frame_skip"]}
+                  "frame_skip": frame_skip, "eval_crops": cfg.eval_crops, "skip": skip,
+                  "model": overall.pop("model"), "baselines": overall, "dataset": cfg.dataset,
+                  "lstm_checkpoint": cfg.lstm_checkpoint,
+                  "per_source": {g: {"windows": groups.count(g), **s} for g, s in scores.items()}
+                  if len(scores) > 1 else {}}
         path = write_report(cfg.out_dir, branch.metrics_name, report)
-        print(f"scored {len(frames)} test windows ({context} in, {horizon} predicted): mean MSE per "
-              f"frame {np.mean(report['model']['mse']):.1f} (copy last "
-              f"{np.mean(scores['copy_last']['mse']):.1f}, mean frame {np.mean(scores['mean_frame']['mse']):.1f}, "
-              f"autoencoder {np.mean(scores['autoencoder']['mse']):.1f}); SSIM "
-              f"{np.mean(report['model']['ssim']):.3f}; wrote {path}")
+        base = report["baselines"]
+        print(f"scored {len(frames)} test windows ({context} in, {horizon} predicted, frame skip "
+              f"{frame_skip}): mean MSE per frame {np.mean(report['model']['mse']):.1f} (copy last "
+              f"{np.mean(base['copy_last']['mse']):.1f}, mean frame {np.mean(base['mean_frame']['mse']):.1f}, "
+              f"last frame reconstructed {np.mean(base['last_reconstruction']['mse']):.1f}, "
+              f"autoencoder {np.mean(base['autoencoder']['mse']):.1f}); SSIM "
+              f"{np.mean(report['model']['ssim']):.3f} (copy last {np.mean(base['copy_last']['ssim']):.3f}); "
+              f"wrote {path}")
+        for g, s in report["per_source"].items():
+            print(f"  {g}: {s['windows']} windows, MSE {np.mean(s['model']['mse']):.1f} (copy last "
+                  f"{np.mean(s['copy_last']['mse']):.1f}), SSIM {np.mean(s['model']['ssim']):.3f} "
+                  f"(copy last {np.mean(s['copy_last']['ssim']):.3f})")
 
-    predicted = predict(model, codec, test, context, horizon, cfg.temperature)
-    truth = torch.from_numpy(test).float() / 255.0
-    for i in range(len(test)):
-        name = os.path.join(cfg.out_dir, f"{prefix}_{cfg.first_sequence + i:03d}")
-        save_gif(name + ".gif", prediction_panels(truth[i], predicted[i], context, cfg.gif_scale),
-                 cfg.frames_per_second)
-        save_grid(name + ".png", torch.stack([truth[i], predicted[i]]))
+    test, _ = held_out_windows(branch, data_path, context + horizon, frame_skip, cfg.first_sequence,
+                               cfg.n_sequences)
+    predicted = predict(model, codec, test, context, horizon, cfg.temperature, skip)
+    write_samples(cfg, prefix, torch.from_numpy(test).float() / 255.0, predicted, context)
     print(f"wrote {len(test)} GIFs and PNG strips to {cfg.out_dir}/ ({prefix}_*.gif, *.png)")
 
 

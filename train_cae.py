@@ -21,10 +21,10 @@ data_path = "data/film.h5"  # frames written by extract_pulp_frames.py
 checkpoint = "checkpoints/film_cae.pt"  # checkpoint to write (and resume from)
 out_dir = "samples"  # reconstruction grid and loss curves go here
 crop = 64  # square crop size fed to the network [8, inf)
-widths = [32, 64, 64]  # channels of the conv layers (the original: 16, 32, 32) [1, inf)
-bottleneck = 512  # dense code between encoder and decoder [1, inf)
+widths = [32, 64]  # channels of the conv layers, one halving each (the original: 16, 32, 32) [1, inf)
+bottleneck = 0  # dense code between encoder and decoder (the original: 512); 0 = none [0, inf)
 input_dropout = 0.2  # dropout on input pixels [0, 1)
-epochs = 20  # passes over the training frames [1, inf)
+epochs = 10  # passes over the training frames [1, inf)
 batch_size = 8  # frames per batch [1, inf)
 lr = 1e-3  # Adam learning rate (0, inf)
 grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)

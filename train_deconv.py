@@ -22,7 +22,7 @@ data_path = "data/film.h5"  # frames written by extract_pulp_frames.py
 cae_checkpoint = "checkpoints/film_cae.pt"  # feature extractor written by train_cae.py
 checkpoint = "checkpoints/film_deconv.pt"  # checkpoint to write (and resume from)
 out_dir = "samples"  # grid and loss curves go here
-epochs = 50  # passes over the training frames [1, inf)
+epochs = 30  # passes over the training frames [1, inf)
 batch_size = 32  # frames per batch (the original: 128, on a far longer film) [1, inf)
 lr = 3e-3  # Adam learning rate (0, inf)
 grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)

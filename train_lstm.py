@@ -16,7 +16,7 @@ import functools
 import torch
 
 from data.branches import BRANCHES
-from data.sequences import new_mnist_sequences, sequence_clips, windows
+from data.sequences import mirrored, new_mnist_sequences, sequence_clips, windows
 from models.lstm import CELLS, LatentLSTM, sequence_loss
 from utils.batches import Batches
 from utils.errors import UserError, run_cli
@@ -34,6 +34,8 @@ loss = "mse"  # how frames are scored on Z: mse, kl (Gaussian KL) or mdn (mixtur
 components = 5  # mdn: Gaussian components per Z dimension [1, inf)
 diffs = True  # predict the change of Z between frames, added to the last Z
 rollout = True  # after train_context true frames, feed the LSTM its own predictions
+skip = False  # decode predictions as the last context frame plus the decoded change (film: True)
+augment = False  # also train on mirrored frames and on windows played backwards (film: True)
 train_context = 10  # true frames before the predicted ones (film: 5) [1, inf)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
 cell = "conv"  # conv (a convolutional LSTM on a spatial Z) or dense (the original's LSTM on a vector)
@@ -67,7 +69,7 @@ def encode_windows(codec, cfg, split, clips):
     """Z of every frame of ``clips`` (frames, lengths, cuts; see data/sequences.py) on the
     training device (mean, logvar, each (F, z_dim), encoded under ``precision``), the
     windows into them (W, seq_len) and the frames themselves (uint8 tensor (F, C, H, W))."""
-    frames, lengths, cuts = clips
+    frames, lengths, cuts, _ = clips
     index = windows(lengths, cuts, cfg.seq_len, cfg.frame_skip)
     if len(index) == 0:
         raise UserError(f"no {split} window of {cfg.seq_len} frames {cfg.frame_skip} apart fits in "
@@ -106,7 +108,9 @@ def main(argv=None):
             clips = branch.read_clips(cfg.data_path, "train", n_crops=cfg.film_crops,
                                       limit=cfg.train_sequences)
         train.update(zip(("mean", "logvar", "index", "frames"),
-                         encode_windows(codec, cfg, "train", clips)))
+                         encode_windows(codec, cfg, "train", mirrored(clips) if cfg.augment else clips)))
+        if cfg.augment:  # motion played backwards is motion too
+            train["index"] = torch.cat([train["index"], train["index"].flip(1)])
         return [train["index"]]
 
     val_mean, val_logvar, val_index, val_frames = encode_windows(
@@ -121,6 +125,9 @@ def main(argv=None):
                        dropout=cfg.dropout, output={"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[cfg.loss],
                        components=cfg.components, diffs=cfg.diffs,
                        latent_shape=codec.latent_shape if cfg.cell == "conv" else None).to(dev)
+    if cfg.skip:  # start from "no change": with the skip, exactly a copy of the last frame
+        torch.nn.init.zeros_(model.head.weight)
+        torch.nn.init.zeros_(model.head.bias)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     train_batches = Batches(stored, cfg.batch_size, dev, shuffle=True, seed=cfg.seed,
                             refresh=None if stored else load_train,
@@ -128,7 +135,8 @@ def main(argv=None):
     val_batches = Batches([val_index], cfg.batch_size, dev,
                           transform=lambda i: (val_mean[i], val_logvar[i], i))
     score = functools.partial(sequence_loss, loss=cfg.loss, context=cfg.train_context,
-                              rollout=cfg.rollout, pixel_frames=cfg.pixel_frames, codec=codec)
+                              rollout=cfg.rollout, pixel_frames=cfg.pixel_frames, codec=codec,
+                              skip=cfg.skip)
 
     fit(model, optimizer, train_batches, val_batches,
         lambda m, batch: score(m, batch, frames=train["frames"] if m.training else val_frames),
@@ -136,7 +144,7 @@ def main(argv=None):
         precision=cfg.precision, resume=cfg.resume, checkpoint=cfg.checkpoint,
         made_by="train_lstm.py", out_dir=cfg.out_dir, settings=cfg,
         extra={"dataset": cfg.dataset, "data_path": cfg.data_path,
-               "vae_checkpoint": cfg.vae_checkpoint, "frame_skip": cfg.frame_skip})
+               "vae_checkpoint": cfg.vae_checkpoint, "frame_skip": cfg.frame_skip, "skip": cfg.skip})
     print(f"wrote {cfg.checkpoint}")
     return model
 

@@ -1,8 +1,9 @@
-"""Stage 4 (film): a VAE from the CAE's conv features to a 256-d latent Z.
+"""Stage 4 (film): a VAE from the CAE's conv features to a latent Z: a spatial map
+(latent_channels at the features' size, by default) or the original's 256-d vector.
 
 Reads data/film.h5, the CAE checkpoint (frozen) and, for the picture of the whole chain,
-the deconvoluter checkpoint. Gaussian likelihood with a learned per-dimension log-sigma
-floored at -10, as the original. Writes the checkpoint, a grid with rows: originals;
+the deconvoluter checkpoint. Gaussian likelihood with a learned log-sigma (per channel,
+or per dimension for the dense Z) floored at -10, as the original. Writes the checkpoint, a grid with rows: originals;
 image -> features -> deconv; image -> features -> Z -> features -> deconv (the full
 chain the LSTM works through), and the loss history as CSV and PNG.
 """
@@ -11,7 +12,7 @@ import os
 import torch
 
 from data.film import crop_batches, spread_frames
-from models.film import FeatureVAE
+from models.film import FeatureConvVAE, FeatureVAE
 from utils.errors import run_cli
 from utils.images import save_grid
 from utils.runtime import pick_device, seed_everything
@@ -25,11 +26,12 @@ cae_checkpoint = "checkpoints/film_cae.pt"  # feature extractor written by train
 deconv_checkpoint = "checkpoints/film_deconv.pt"  # features -> image, written by train_deconv.py
 checkpoint = "checkpoints/film_vae_on_convs.pt"  # checkpoint to write (and resume from)
 out_dir = "samples"  # grid and loss curves go here
-z_dim = 256  # size of the latent code Z [1, inf)
-hidden = 1500  # softplus units in the encoder's and decoder's hidden layer [1, inf)
+latent_channels = 8  # channels of a spatial Z map at the features' size; 0 = a dense Z of z_dim [0, inf)
+z_dim = 256  # size of a dense Z (latent_channels=0; the original) [1, inf)
+hidden = 64  # hidden channels of the conv VAE (dense Z: softplus units, 1500) [1, inf)
 log_sigma_floor = -10.0  # lower bound of the learned log-sigma of the features
 latent_samples = 2  # z samples per frame in the loss (the original: L=2) [1, inf)
-epochs = 100  # passes over the training frames [1, inf)
+epochs = 15  # passes over the training frames [1, inf)
 batch_size = 32  # frames per batch [1, inf)
 lr = 1e-3  # Adam learning rate (the original: 1e-5, on a far longer film) (0, inf)
 grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
@@ -40,7 +42,8 @@ seed = 1337  # seeds the crops, the initial weights and the batch order
 
 
 def main(argv=None):
-    cfg = parse_settings(__file__, globals(), argv)
+    cfg = parse_settings(__file__, globals(), argv,
+                         derived=lambda c: {"hidden": 64 if c.latent_channels else 1500})
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
     cae = load_model(load_checkpoint(cfg.cae_checkpoint, "train_cae.py"), dev).requires_grad_(False)
@@ -48,8 +51,12 @@ def main(argv=None):
     train_batches, val_batches, val = crop_batches(cfg.data_path, cae.args["image_size"],
                                                    cfg.batch_size, dev, cfg.seed)
 
-    model = FeatureVAE(feature_shape=cae.feature_shape, z_dim=cfg.z_dim, hidden=cfg.hidden,
-                       log_sigma_floor=cfg.log_sigma_floor).to(dev)
+    if cfg.latent_channels:
+        model = FeatureConvVAE(feature_shape=cae.feature_shape, latent_channels=cfg.latent_channels,
+                               hidden=cfg.hidden, log_sigma_floor=cfg.log_sigma_floor).to(dev)
+    else:
+        model = FeatureVAE(feature_shape=cae.feature_shape, z_dim=cfg.z_dim, hidden=cfg.hidden,
+                           log_sigma_floor=cfg.log_sigma_floor).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     fit(model, optimizer, train_batches, val_batches,
         lambda m, x: m.loss(cae.features(x), cfg.latent_samples),

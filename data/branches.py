@@ -24,6 +24,8 @@ class Branch:
     context: int  # true frames before the predicted ones (training and sampling)
     horizon: int  # frames sample_video.py predicts
     cell: str  # the LSTM cell for its default encoder's Z (conv for a spatial Z)
+    skip: bool  # decode predictions from the last context frame (see Codec.skip_decode)
+    augment: bool  # train the LSTM on mirrored frames and reversed windows too
     training_crops: int  # crops per frame encoded for LSTM training (film: fixed crops)
     sample_prefix: str  # sample_video.py's file names
     metrics_name: str  # sample_video.py's report: <metrics_name>.json/.csv/.png
@@ -35,7 +37,8 @@ class Branch:
         return dict(data_path=self.data_path, vae_checkpoint=self.encoder_checkpoint,
                     checkpoint=self.lstm_checkpoint, seq_len=self.seq_len,
                     frame_skip=self.frame_skip, batch_size=self.batch_size,
-                    train_context=self.context, cell=self.cell, film_crops=self.training_crops)
+                    train_context=self.context, cell=self.cell, skip=self.skip, augment=self.augment,
+                    film_crops=self.training_crops)
 
     def sample_defaults(self):
         """sample_video.py's settings that follow the dataset."""
@@ -47,13 +50,13 @@ BRANCHES = {
     "mnist": Branch(name="mnist", made_by=MNIST_MADE_BY, data_path="data/moving_mnist.h5",
                     encoder_checkpoint="checkpoints/mm_vcae.pt",
                     lstm_checkpoint="checkpoints/mm_lstm.pt", seq_len=20, frame_skip=1,
-                    batch_size=32, context=10, horizon=10, cell="conv", training_crops=1,
+                    batch_size=32, context=10, horizon=10, cell="conv", skip=False, augment=False, training_crops=1,
                     sample_prefix="mm_sample", metrics_name="metrics",
                     read_clips=mnist_clips, load_codec=load_mnist_codec),
     "film": Branch(name="film", made_by=FILM_MADE_BY, data_path="data/film.h5",
                    encoder_checkpoint="checkpoints/film_vae_on_convs.pt",
                    lstm_checkpoint="checkpoints/film_lstm.pt", seq_len=10, frame_skip=3,
-                   batch_size=16, context=5, horizon=5, cell="dense", training_crops=3,
+                   batch_size=16, context=5, horizon=5, cell="conv", skip=True, augment=True, training_crops=3,
                    sample_prefix="film_sample", metrics_name="film_metrics",
                    read_clips=film_clips, load_codec=load_film_codec),
 }

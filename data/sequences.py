@@ -6,6 +6,7 @@ and the shot cuts inside each clip. Training and sampling take windows of ``seq_
 frames ``frame_skip`` apart that stay inside one clip and cross no cut.
 """
 import functools
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,19 +20,25 @@ from utils.errors import UserError
 MNIST_MADE_BY = "moving_mnist.py"
 
 
+class Clips(NamedTuple):
+    """Runs of consecutive frames stored end to end."""
+    frames: np.ndarray  # uint8 (F, C, H, W): every clip's frames, one clip after another
+    lengths: list  # frames per clip
+    cuts: list  # per clip, the frames (relative to it) that start a new shot
+    names: list  # per clip, where it came from (a source file and crop, or a sequence)
+
+
 def mnist_clips(data_path, split, n_crops=1, limit=0):
-    """Moving MNIST sequences of ``split`` (all, or the first ``limit``) as clips: returns
-    (frames uint8 (F, 1, S, S) ndarray, lengths list, cuts list of empty arrays).
+    """Moving MNIST sequences of ``split`` (all, or the first ``limit``) as Clips.
     ``n_crops`` is accepted for a common signature with film_clips; frames are not cropped."""
     return sequence_clips(read_frames(data_path, split, MNIST_MADE_BY, limit))
 
 
 def film_clips(data_path, split, n_crops=1, limit=0, crop=64):
     """Film frames of ``split`` as clips, cropped to crop x crop: ``n_crops`` evenly spaced
-    crops per file (1 = the centre crop), each its own clip. Returns (frames uint8
-    (F, 3, crop, crop) ndarray, lengths list, cuts list of arrays relative to each clip).
+    crops per file (1 = the centre crop), each its own clip, named after the file.
     ``limit`` is accepted for a common signature with mnist_clips; all frames are read."""
-    frames, lengths, cuts = [], [], []
+    frames, lengths, cuts, names = [], [], [], []
     for clip in read_clips(data_path, split):
         f = clip["frames"]
         if not len(f):
@@ -48,15 +55,24 @@ def film_clips(data_path, split, n_crops=1, limit=0, crop=64):
             frames.append(f[..., top:top + crop, left:left + crop])
             lengths.append(len(f))
             cuts.append(clip["cuts"])
+            names.append(str(clip["source"]))
     if not frames:
         raise UserError(f"{data_path} has no {split} frames")
-    return np.concatenate(frames), lengths, cuts
+    return Clips(np.concatenate(frames), lengths, cuts, names)
+
+
+def mirrored(clips):
+    """``clips`` followed by their left-right mirror images (each mirrored clip named
+    after its original with " mirrored")."""
+    return Clips(np.concatenate([clips.frames, np.ascontiguousarray(clips.frames[..., ::-1])]),
+                 clips.lengths * 2, clips.cuts * 2, clips.names + [f"{n} mirrored" for n in clips.names])
 
 
 def sequence_clips(seqs):
     """Equal-length sequences (N, T, C, H, W) as clips: one per sequence, no cuts."""
     n, t = seqs.shape[:2]
-    return seqs.reshape(n * t, *seqs.shape[2:]), [t] * n, [np.zeros(0, np.int64)] * n
+    return Clips(seqs.reshape(n * t, *seqs.shape[2:]), [t] * n, [np.zeros(0, np.int64)] * n,
+                 ["sequences"] * n)
 
 
 @functools.lru_cache(maxsize=2)
@@ -102,3 +118,8 @@ def windows(lengths, cuts, seq_len, frame_skip):
     ranked.sort()
     first = np.array([s for _, _, s in ranked], np.int64)
     return torch.from_numpy(first[:, None] + frame_skip * np.arange(seq_len)[None, :])
+
+
+def window_clips(lengths, index):
+    """The clip (position in ``lengths``) each window of ``index`` (W, T) lies in, (W,) ndarray."""
+    return np.searchsorted(np.cumsum(lengths), index[:, 0].numpy(), side="right")

@@ -94,3 +94,78 @@ def cut_score(previous, current):
     """How different two frames' colour histograms are: 0 (same) .. 1 (disjoint)."""
     return 0.5 * np.abs(previous - current).sum()
 
+
+def thumbnail(frame, side=16):
+    """A coarse grey picture of a uint8 (3, H, W) frame: means of side x side blocks, float."""
+    grey = frame.astype(np.float32).mean(0)
+    h, w = grey.shape
+    rows, cols = np.linspace(0, h, side + 1).astype(int), np.linspace(0, w, side + 1).astype(int)
+    return np.add.reduceat(np.add.reduceat(grey, rows[:-1], 0), cols[:-1], 1) / np.outer(
+        np.diff(rows), np.diff(cols))
+
+
+class CutDetector:
+    """Finds hard cuts in a stream of frames, from two signs of a new shot:
+
+    - the colours change (colour-histogram distance above ``histogram_threshold``), or
+    - the picture changes (mean absolute change of a 16 x 16 grey thumbnail, in grey
+      levels) by more than ``change_threshold`` and by more than ``ratio`` times the
+      median change of the last ``history`` frames: a cut between shots of the same
+      colours is a sudden jump; camera motion and moving objects change the picture
+      steadily, and a coarse thumbnail hardly sees texture sliding by.
+    """
+
+    def __init__(self, histogram_threshold=0.5, change_threshold=12.0, ratio=3.0, history=8):
+        self.histogram_threshold, self.change_threshold = histogram_threshold, change_threshold
+        self.ratio, self.history = ratio, history
+        self.previous, self.changes = None, []
+
+    def is_cut(self, frame):
+        """True when ``frame`` (uint8 (3, H, W)) starts a new shot."""
+        signs = colour_histogram(frame), thumbnail(frame)
+        cut = False
+        if self.previous is not None:
+            colours = cut_score(self.previous[0], signs[0])
+            change = float(np.abs(self.previous[1] - signs[1]).mean())
+            # the picture test needs a few frames of the shot to know its usual motion
+            cut = colours > self.histogram_threshold or (
+                len(self.changes) >= 2 and change > self.change_threshold
+                and change > self.ratio * float(np.median(self.changes)))
+            self.changes = [] if cut else (self.changes + [change])[-self.history:]
+        self.previous = signs
+        return cut
+
+
+def read_window(path, start, context, horizon, frame_skip, size):
+    """Frames of a video file for prediction: ``context + horizon`` frames ``frame_skip``
+    apart from frame ``start`` (or, with start -1, the file's last ``context`` such
+    frames), resized so the short side is ``size`` and centre-cropped to size x size.
+
+    Returns uint8 (n, 3, size, size) with context <= n <= context + horizon: the frames
+    the file has (fewer than context + horizon when it ends first). Raises UserError for
+    a file that is no video, is damaged, or holds fewer than the context frames."""
+    from data.film import centre_crop
+    span = (context - 1) * frame_skip + 1
+    wanted = (context + horizon - 1) * frame_skip + 1
+    kept, count = [], 0
+    with open_video(path) as container:
+        try:
+            for i, frame in enumerate(frames_of(container, size)):
+                count = i + 1
+                if start < 0:
+                    kept.append(frame)
+                    kept = kept[-span:]
+                elif i >= start:
+                    kept.append(frame)
+                    if len(kept) == wanted:
+                        break
+        except Truncated as e:
+            if e.frames == 0:
+                raise UserError(f"{path} holds no decodable frame: {e.reason}") from None
+    if len(kept) < span:
+        where = "in all" if start < 0 else f"from frame {start}"
+        raise UserError(f"{path} is too short: it has {count} frames ({len(kept)} {where}), and "
+                        f"{context} context frames {frame_skip} apart need {span}: lower --context "
+                        f"or --video_start")
+    picked = np.stack(kept[::frame_skip])
+    return np.ascontiguousarray(centre_crop(picked, size, size))

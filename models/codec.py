@@ -32,6 +32,7 @@ class Codec:
 
     z_dim = None
     latent_shape = None  # (C, h, w) when Z is a spatial map
+    frame_shape = None  # (C, H, W) of the frames it takes
 
     def __init__(self, device, batch_size=1024):
         self.device, self.batch_size = device, batch_size
@@ -42,11 +43,25 @@ class Codec:
             m.eval().requires_grad_(False)
         return models
 
-    def pixel_loss(self, z, frames):
+    def pixel_loss(self, z, frames, skip_from=None):
         """Reconstruction loss of the frames decoded from ``z`` (B, z_dim) against uint8
         ``frames`` (B, C, H, W): squared error summed over each frame's pixels (in [0, 1]),
-        mean over frames. Gradients flow to ``z`` only; the decoder stays frozen."""
-        return (self.decode_batch(z) - self._to_float(frames)).pow(2).flatten(1).sum(1).mean()
+        mean over frames. Gradients flow to ``z`` only; the decoder stays frozen.
+        ``skip_from``: (z_last (B, z_dim), uint8 last frames (B, C, H, W)), see skip_decode."""
+        return (self.skip_decode(z, skip_from) - self._to_float(frames)).pow(2).flatten(1).sum(1).mean()
+
+    def skip_decode(self, z, skip_from=None):
+        """Frames decoded from ``z`` (B, z_dim); with ``skip_from`` = (z_last, last frames),
+        the last frame plus the decoded change since it: last + D(z) - D(z_last). What
+        stays keeps the last frame's detail, which the codec would blur; a prediction of
+        no change is the last frame itself."""
+        decoded = self.decode_batch(z)
+        if skip_from is None:
+            return decoded
+        z_last, last = skip_from
+        with torch.no_grad():
+            base = self._to_float(last) - self.decode_batch(z_last)
+        return decoded + base
 
     def _to_float(self, frames):
         if isinstance(frames, np.ndarray):
@@ -63,12 +78,21 @@ class Codec:
         return mean.view(n, t, -1), logvar.view(n, t, -1)
 
     @torch.no_grad()
-    def decode(self, z):
-        """Z (N, T, z_dim) -> frames in [0, 1], float (N, T, C, H, W) on the CPU."""
+    def decode(self, z, skip_from=None):
+        """Z (N, T, z_dim) -> frames in [0, 1], float (N, T, C, H, W) on the CPU. With
+        ``skip_from`` = (z_last (N, z_dim), uint8 last frames (N, C, H, W)) every frame is
+        decoded through skip_decode from that sequence's last frame."""
         n, t = z.shape[:2]
-        frames = _batched(lambda b: self.decode_batch(b.to(self.device)), z.reshape(n * t, -1),
-                          self.batch_size)
-        return frames.view(n, t, *frames.shape[1:])
+        if skip_from is None:
+            frames = _batched(lambda b: self.decode_batch(b.to(self.device)), z.reshape(n * t, -1),
+                              self.batch_size)
+        else:
+            z_last, last = (torch.as_tensor(x).repeat_interleave(t, 0) for x in skip_from)
+            rows = torch.arange(n * t)
+            frames = _batched(lambda r: self.skip_decode(
+                z.reshape(n * t, -1)[r].to(self.device),
+                (z_last[r].to(self.device), last[r])), rows, self.batch_size)
+        return frames.clamp_(0.0, 1.0).view(n, t, *frames.shape[1:])
 
 
 class VAECodec(Codec):
@@ -78,6 +102,7 @@ class VAECodec(Codec):
         super().__init__(device, batch_size)
         (self.vae,) = self.freeze(vae)
         self.z_dim, self.latent_shape = vae.z_dim, vae.latent_shape
+        self.frame_shape = (vae.args["channels"], vae.args["image_size"], vae.args["image_size"])
 
     def encode_batch(self, x):
         return self.vae.encode(x)
@@ -85,9 +110,12 @@ class VAECodec(Codec):
     def decode_batch(self, z):
         return torch.sigmoid(self.vae.decode(z))
 
-    def pixel_loss(self, z, frames):
+    def pixel_loss(self, z, frames, skip_from=None):
         """The VAE's own likelihood: binary cross-entropy summed over each frame's pixels,
-        mean over frames (steeper than squared error where a sigmoid saturates)."""
+        mean over frames (steeper than squared error where a sigmoid saturates); squared
+        error with a skip (see Codec.skip_decode), whose sum is no longer a probability."""
+        if skip_from is not None:
+            return super().pixel_loss(z, frames, skip_from)
         return F.binary_cross_entropy_with_logits(self.vae.decode(z), self._to_float(frames),
                                                   reduction="sum") / len(z)
 
@@ -99,13 +127,14 @@ class FilmCodec(Codec):
     def __init__(self, cae, feature_vae, deconv, device, batch_size=256):
         super().__init__(device, batch_size)
         self.cae, self.vae, self.deconv = self.freeze(cae, feature_vae, deconv)
-        self.z_dim = feature_vae.z_dim
+        self.z_dim, self.latent_shape = feature_vae.z_dim, feature_vae.latent_shape
+        self.frame_shape = (cae.args["channels"], cae.args["image_size"], cae.args["image_size"])
 
     def encode_batch(self, x):
         return self.vae.encode(self.cae.features(x - 0.5))
 
     def decode_batch(self, z):
-        return (self.deconv(self.vae.decode(z)) + 0.5).clamp_(0.0, 1.0)
+        return (self.deconv(self.vae.decode(z)) + 0.5).clamp(0.0, 1.0)
 
 
 def load_mnist_codec(vae_checkpoint, device):

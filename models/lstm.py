@@ -230,7 +230,7 @@ def prediction_loss(out, target_mean, target_logvar, kind):
 
 
 def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_frames=0,
-                  codec=None, frames=None):
+                  codec=None, frames=None, skip=False):
     """Loss of predicting Z[t+1] for every t of a window.
 
     Args:
@@ -243,6 +243,8 @@ def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_fr
             uint8 (F, C, H, W) at the window's indices; ``pixel_frames`` of them picked at
             random per batch while training, all of them when evaluating) and the earlier
             ones on Z; 0 scores all of them on Z.
+        skip: decode the pixel-scored predictions from the last context frame (see
+            Codec.skip_decode).
     """
     mean, logvar, index = batch
     out = model.unroll(mean, context if rollout else mean.shape[1])
@@ -256,4 +258,8 @@ def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_fr
     steps = steps.to(mean.device) + first
     z = out["mean"][:, steps].flatten(0, 1)
     target = frames[index[:, steps + 1].flatten().cpu()].to(mean.device)
-    return total + codec.pixel_loss(z, target)
+    skip_from = None
+    if skip:
+        last = index[:, context - 1].repeat_interleave(len(steps))
+        skip_from = (mean[:, context - 1].repeat_interleave(len(steps), 0), frames[last.cpu()].to(mean.device))
+    return total + codec.pixel_loss(z, target, skip_from)

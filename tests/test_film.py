@@ -16,6 +16,7 @@ import train_lstm
 import train_vae_on_convs
 from data.synthetic import scene, write_video  # noqa: F401
 from data.video import bundled_clips
+from models.codec import load_film_codec
 from tests.conftest import argv, run_script
 from utils.errors import UserError
 
@@ -73,10 +74,26 @@ def test_planted_cut_is_found_and_windows_avoid_it(tmp_path):
     with h5py.File(out) as f:
         assert list(f["clips/000/cuts"][:]) == [17]
     from data.sequences import film_clips, windows
-    frames, lengths, cuts = film_clips(str(out), "train")
+    frames, lengths, cuts, names = film_clips(str(out), "train")
     index = windows(lengths, cuts, seq_len=4, frame_skip=3)  # spans 9 frames
     crossing = ((index[:, 0] < 17) & (index[:, -1] >= 17)).sum()
     assert crossing == 0 and len(index) == (17 - 9) + (23 - 9)
+
+
+def test_cuts_between_shots_of_one_palette_are_found_and_camera_motion_is_not(tmp_path):
+    from data.video import CutDetector, colour_histogram, cut_score
+    from data.synthetic import scene
+    same_palette = cut_score(colour_histogram(scene(9, 0, 160, 96).transpose(2, 0, 1)),
+                             colour_histogram(scene(10, 2, 160, 96).transpose(2, 0, 1)))
+    assert same_palette < 0.5  # the colour test alone misses this cut
+    videos = [write_video(tmp_path / "palette.mp4", 40, cut_at=17, cut_kind=2),
+              write_video(tmp_path / "pan.mp4", 40, speed=3),  # a fast pan, 9 px a frame
+              write_video(tmp_path / "slow.mp4", 40)]
+    out = extract(tmp_path, videos, test_fraction=0.0)
+    with h5py.File(out) as f:
+        assert [list(f[f"clips/{i:03d}/cuts"][:]) for i in range(3)] == [[17], [], []]
+    detector = CutDetector()
+    assert not any(detector.is_cut(np.full((3, 64, 64), 100 + t, np.uint8)) for t in range(10))
 
 
 def test_threaded_decoding_gives_the_same_frames_as_plain_decoding(tmp_path):
@@ -150,10 +167,10 @@ def film(tmp_path_factory):
          "cae": str(d / "cae.pt"), "deconv": str(d / "deconv.pt"), "vae": str(d / "vae.pt"),
          "lstm": str(d / "lstm.pt")}
     common = dict(data_path=p["data"], out_dir=p["out"], epochs=1)
-    train_cae.main(argv(checkpoint=p["cae"], widths="4,8,8", bottleneck=16, **common))
+    train_cae.main(argv(checkpoint=p["cae"], widths="4,8", **common))
     train_deconv.main(argv(cae_checkpoint=p["cae"], checkpoint=p["deconv"], **common))
     train_vae_on_convs.main(argv(cae_checkpoint=p["cae"], deconv_checkpoint=p["deconv"],
-                                 checkpoint=p["vae"], z_dim=8, hidden=16, **common))
+                                 checkpoint=p["vae"], latent_channels=2, hidden=8, **common))
     train_lstm.main(argv(dataset="film", vae_checkpoint=p["vae"], checkpoint=p["lstm"], hidden=16,
                          seq_len=4, train_context=2, frame_skip=2, **common))
     return p
@@ -161,14 +178,73 @@ def film(tmp_path_factory):
 
 def test_film_checkpoints_chain_to_each_other(film):
     cae = torch.load(film["cae"], weights_only=True)
-    assert cae["model_kind"] == "ConvAutoencoder" and cae["model_args"]["widths"] == [4, 8, 8]
+    assert cae["model_kind"] == "ConvAutoencoder" and cae["model_args"]["widths"] == [4, 8]
+    assert cae["model_args"]["bottleneck"] == 0
     deconv = torch.load(film["deconv"], weights_only=True)
-    assert deconv["cae_checkpoint"] == film["cae"] and deconv["model_args"]["widths"] == [4, 8, 8]
+    assert deconv["cae_checkpoint"] == film["cae"] and deconv["model_args"]["widths"] == [4, 8]
     vae = torch.load(film["vae"], weights_only=True)
-    assert vae["model_args"]["feature_shape"] == [8, 8, 8] and vae["cae_checkpoint"] == film["cae"]
+    assert vae["model_kind"] == "FeatureConvVAE" and vae["cae_checkpoint"] == film["cae"]
+    assert vae["model_args"]["feature_shape"] == [8, 16, 16] and vae["model_args"]["latent_channels"] == 2
     lstm = torch.load(film["lstm"], weights_only=True)
     assert lstm["dataset"] == "film" and lstm["frame_skip"] == 2 and lstm["vae_checkpoint"] == film["vae"]
-    assert lstm["model_args"]["z_dim"] == 8
+    assert lstm["model_args"]["z_dim"] == 2 * 16 * 16 and lstm["model_args"]["latent_shape"] == [2, 16, 16]
+    assert lstm["skip"] is True and lstm["settings"]["augment"] is True  # the film's defaults
+
+
+def test_spatial_film_codec_round_trips_shapes_and_the_skip_starts_from_the_last_frame(film):
+    from data.sequences import film_clips
+    codec = load_film_codec(film["vae"], "cpu")
+    assert codec.latent_shape == (2, 16, 16) and codec.z_dim == 512 and codec.frame_shape == (3, 64, 64)
+    frames = film_clips(film["data"], "train").frames[:6]
+    mean, logvar = codec.encode(frames[None])
+    assert mean.shape == logvar.shape == (1, 6, 512)
+    decoded = codec.decode(mean)
+    assert decoded.shape == (1, 6, 3, 64, 64) and 0 <= decoded.min() and decoded.max() <= 1
+    # predicting "no change" from the last frame gives the last frame itself, not its blurred code
+    unchanged = codec.decode(mean[:, :1].expand(1, 3, 512), (mean[:, 0], torch.from_numpy(frames[:1])))
+    assert torch.allclose(unchanged, torch.from_numpy(frames[:1]).float().div(255)[:, None].expand(1, 3, 3, 64, 64),
+                          atol=1e-5)
+
+
+def test_film_report_scores_baselines_per_source_file(film, tmp_path):
+    import json
+    sample_video.main(argv(dataset="film", lstm_checkpoint=film["lstm"], out_dir=tmp_path,
+                           n_sequences=1, context=2, horizon=2, eval_crops=2))
+    report = json.load(open(tmp_path / "film_metrics.json"))
+    assert set(report["baselines"]) == {"copy_last", "mean_frame", "last_reconstruction", "autoencoder"}
+    assert set(report["per_source"]) == {"a.mp4", "b.mp4"} and report["eval_crops"] == 2
+    assert sum(s["windows"] for s in report["per_source"].values()) == report["n_sequences"] > 0
+    assert all(len(s["model"]["mse"]) == 2 for s in report["per_source"].values())
+
+
+def test_own_video_is_continued_and_scored_where_it_goes_on(film, tmp_path, capsys):
+    video = write_video(tmp_path / "mine.mp4", 20, width=96, height=80)
+    common = dict(dataset="film", lstm_checkpoint=film["lstm"], out_dir=tmp_path, context=3, horizon=4)
+    sample_video.main(argv(video=video, **common))
+    gif = Image.open(tmp_path / "mine_continued_000.gif")
+    assert gif.n_frames == 7 and (tmp_path / "mine_continued_000.png").is_file()
+    assert "against the file's own frames" not in capsys.readouterr().out  # nothing after its end
+    sample_video.main(argv(video=video, video_start=2, **common))
+    assert "against the file's own frames: MSE per frame" in capsys.readouterr().out
+    short = write_video(tmp_path / "short.mp4", 4)
+    with pytest.raises(UserError, match="short.mp4 is too short: it has 4 frames"):
+        sample_video.main(argv(video=short, **common))  # 3 frames 2 apart need 5
+    (tmp_path / "notes.mp4").write_text("not a video")
+    with pytest.raises(UserError, match="cannot be opened as a video"):
+        sample_video.main(argv(video=tmp_path / "notes.mp4", **common))
+
+
+def test_the_original_dense_film_chain_still_trains_and_samples(film, tmp_path):
+    common = dict(data_path=film["data"], out_dir=tmp_path, epochs=1)
+    vae, lstm = tmp_path / "dense_vae.pt", tmp_path / "dense_lstm.pt"
+    train_vae_on_convs.main(argv(cae_checkpoint=film["cae"], deconv_checkpoint=film["deconv"],
+                                 checkpoint=vae, latent_channels=0, z_dim=8, hidden=16, **common))
+    model = train_lstm.main(argv(dataset="film", vae_checkpoint=vae, checkpoint=lstm, cell="dense",
+                                 skip=False, hidden=16, seq_len=4, train_context=2, frame_skip=2, **common))
+    assert model.args["latent_shape"] is None and model.args["z_dim"] == 8
+    sample_video.main(argv(dataset="film", lstm_checkpoint=lstm, out_dir=tmp_path, n_sequences=1,
+                           context=2, horizon=2, n_eval=4))
+    assert (tmp_path / "film_metrics.json").is_file()
 
 
 def test_film_grids(film):

@@ -2,6 +2,7 @@
 import csv
 import os
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -120,12 +121,16 @@ def test_sample_video_writes_gifs_and_strips(tiny, tmp_path):
     assert gifs == ["mm_sample_000.gif", "mm_sample_001.gif", "mm_sample_002.gif"]
     gif = Image.open(tmp_path / "mm_sample_001.gif")
     assert gif.n_frames == 8  # 3 context + 5 generated
-    assert gif.size == (2 * 128 + 6, 128 + 14)  # truth | prediction, scaled 2x, label row
+    assert gif.size == (3 * 128 + 2 * 6, 128 + 14)  # truth | prediction | copy last, 2x, label row
     gif.seek(2)
-    context_border = gif.convert("RGB").getpixel((0, 14))
-    gif.seek(3)
-    predicted_border = gif.convert("RGB").getpixel((0, 14))
-    assert context_border[1] > 150 and predicted_border[0] > 150  # green, then red
+    last_context = np.asarray(gif.convert("RGB"))
+    context_border = tuple(last_context[14, 0])
+    gif.seek(7)
+    final = np.asarray(gif.convert("RGB"))
+    assert context_border[1] > 150 and final[14, 0, 0] > 150  # green, then red
+    inner = (slice(14 + 8, 14 + 120), slice(8, 120))  # inside the borders
+    copy_column = (inner[0], slice(2 * (128 + 6) + 8, 2 * (128 + 6) + 120))
+    assert np.array_equal(final[copy_column], last_context[inner])  # copy last = the last real frame
     assert Image.open(tmp_path / "mm_sample_002.png").size == (8 * 66 - 2, 2 * 66 - 2)
     with pytest.raises(UserError, match="no test window of 9 frames 1 apart"):
         sample_video.main(argv(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, context=4, horizon=5))

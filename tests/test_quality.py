@@ -94,14 +94,16 @@ def test_metrics_report_has_the_model_and_the_baselines(tiny, tmp_path):
                            horizon=5, n_eval=6, eval_batch=4))
     report = json.load(open(tmp_path / "metrics.json"))
     assert (report["context"], report["horizon"], report["n_sequences"]) == (3, 5, 6)
-    assert set(report["baselines"]) == {"copy_last", "mean_frame", "autoencoder"}
+    assert set(report["baselines"]) == {"copy_last", "mean_frame", "last_reconstruction", "autoencoder"}
+    base = report["baselines"]
+    assert base["last_reconstruction"]["mse"][0] > base["copy_last"]["mse"][0]  # through the codec
     for scores in [report["model"], *report["baselines"].values()]:
         assert set(scores) == {"mse", "mae", "psnr", "ssim"}
         assert all(len(v) == 5 and all(np.isfinite(v)) for v in scores.values())
     mean_frame = report["baselines"]["mean_frame"]["mse"]
     assert max(mean_frame) - min(mean_frame) < 0.5 * max(mean_frame) + 1  # it does not move
     rows = open(tmp_path / "metrics.csv").read().splitlines()
-    assert rows[0] == "method,step,mse,mae,psnr,ssim" and len(rows) == 1 + 4 * 5
+    assert rows[0] == "method,step,mse,mae,psnr,ssim" and len(rows) == 1 + 5 * 5
     assert (tmp_path / "metrics.png").stat().st_size > 1000
 
 

@@ -52,30 +52,29 @@ def bordered(image, colour, width=2):
     return out
 
 
-def prediction_panels(truth, prediction, context, scale=2):
-    """One RGB panel per time step: ground truth left, prediction right.
+def prediction_panels(columns, context, scale=2):
+    """One RGB panel per time step, the ``columns`` side by side.
 
     Args:
-        truth, prediction: frames (T, C, H, W), float in [0, 1] or uint8.
+        columns: [(label, frames (T, C, H, W), float in [0, 1] or uint8), ...], e.g.
+            truth, prediction, copy of the last context frame.
         context: how many leading frames were real input; their borders are green,
             the generated frames' red, so the switch is visible.
     Returns:
-        uint8 (T, H*scale + 14, 2*W*scale + 6, 3).
+        uint8 (T, H*scale + 14, n*W*scale + 6*(n-1), 3).
     """
-    truth, prediction = to_uint8(truth), to_uint8(prediction)
+    frames = [to_uint8(f) for _, f in columns]
     panels = []
-    for t in range(len(truth)):
+    for t in range(len(frames[0])):
         colour = CONTEXT_COLOUR if t < context else PREDICTED_COLOUR
-        pair = [np.kron(bordered(frame[t], colour), np.ones((scale, scale, 1), np.uint8))
-                for frame in (truth, prediction)]
-        h, w = pair[0].shape[:2]
-        canvas = Image.new("RGB", (2 * w + 6, h + 14), (255, 255, 255))
-        canvas.paste(Image.fromarray(pair[0]), (0, 14))
-        canvas.paste(Image.fromarray(pair[1]), (w + 6, 14))
-        label = f"t={t + 1} " + ("context" if t < context else "predicted")
+        tiles = [np.kron(bordered(f[t], colour), np.ones((scale, scale, 1), np.uint8)) for f in frames]
+        h, w = tiles[0].shape[:2]
+        canvas = Image.new("RGB", (len(tiles) * (w + 6) - 6, h + 14), (255, 255, 255))
         draw = ImageDraw.Draw(canvas)
-        draw.text((2, 1), "truth", fill=(0, 0, 0))
-        draw.text((w + 8, 1), label, fill=colour)
+        for i, ((label, _), tile_) in enumerate(zip(columns, tiles)):
+            canvas.paste(Image.fromarray(tile_), (i * (w + 6), 14))
+            draw.text((i * (w + 6) + 2, 1), label, fill=(0, 0, 0) if i == 0 else colour)
+        draw.text((len(tiles) * (w + 6) - 6 - 40, 1), f"t={t + 1}", fill=colour)
         panels.append(np.asarray(canvas))
     return np.stack(panels)
 
