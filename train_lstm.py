@@ -35,7 +35,7 @@ components = 5  # mdn: Gaussian components per Z dimension [1, inf)
 diffs = True  # predict the change of Z between frames, added to the last Z
 rollout = True  # after train_context true frames, feed the LSTM its own predictions
 skip = False  # decode predictions as the last context frame plus the decoded change (film: True)
-augment = False  # also train on mirrored frames and on windows played backwards (film: True)
+augment = False  # also train on mirrored frames and on windows played backwards
 train_context = 10  # true frames before the predicted ones (film: 5) [1, inf)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
 cell = "conv"  # conv (a convolutional LSTM on a spatial Z) or dense (the original's LSTM on a vector)

@@ -5,3 +5,6 @@
     python train_lstm.py config/film.py && python sample_video.py config/film.py
 """
 dataset = "film"
+# measured on the bundled clips: the KL loss on Z keeps the predicted change small, and more
+# epochs or mirrored and reversed windows (augment) fit the training shots more, not the test's
+train_lstm = dict(loss="kl", epochs=2)

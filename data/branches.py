@@ -56,7 +56,7 @@ BRANCHES = {
     "film": Branch(name="film", made_by=FILM_MADE_BY, data_path="data/film.h5",
                    encoder_checkpoint="checkpoints/film_vae_on_convs.pt",
                    lstm_checkpoint="checkpoints/film_lstm.pt", seq_len=10, frame_skip=3,
-                   batch_size=16, context=5, horizon=5, cell="conv", skip=True, augment=True, training_crops=3,
+                   batch_size=16, context=5, horizon=5, cell="conv", skip=True, augment=False, training_crops=3,
                    sample_prefix="film_sample", metrics_name="film_metrics",
                    read_clips=film_clips, load_codec=load_film_codec),
 }

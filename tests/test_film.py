@@ -188,7 +188,7 @@ def test_film_checkpoints_chain_to_each_other(film):
     lstm = torch.load(film["lstm"], weights_only=True)
     assert lstm["dataset"] == "film" and lstm["frame_skip"] == 2 and lstm["vae_checkpoint"] == film["vae"]
     assert lstm["model_args"]["z_dim"] == 2 * 16 * 16 and lstm["model_args"]["latent_shape"] == [2, 16, 16]
-    assert lstm["skip"] is True and lstm["settings"]["augment"] is True  # the film's defaults
+    assert lstm["skip"] is True and lstm["settings"]["augment"] is False  # the film's defaults
 
 
 def test_spatial_film_codec_round_trips_shapes_and_the_skip_starts_from_the_last_frame(film):
@@ -279,3 +279,19 @@ def test_film_stages_name_the_script_to_run_first(tmp_path):
     assert r.returncode == 2 and "run train_vae_on_convs.py first" in r.stderr
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_augment_trains_on_mirrored_frames_and_reversed_windows(film, tmp_path, capsys):
+    common = dict(dataset="film", vae_checkpoint=film["vae"], data_path=film["data"], out_dir=tmp_path,
+                  hidden=4, seq_len=4, train_context=2, frame_skip=2, epochs=1)
+    counts = []
+    for augment in (False, True):
+        train_lstm.main(argv(checkpoint=tmp_path / f"{augment}.pt", augment=augment, **common))
+        line = [x for x in capsys.readouterr().out.splitlines() if "training windows" in x][0]
+        counts.append(int(line.split()[0]))
+    assert counts[1] == 4 * counts[0]  # mirrored frames double the windows, reversal doubles again
+    from data.sequences import Clips, mirrored
+    clips = Clips(np.arange(8, dtype=np.uint8).reshape(2, 1, 2, 2), [2], [np.zeros(0)], ["a"])
+    both = mirrored(clips)
+    assert both.names == ["a", "a mirrored"] and both.lengths == [2, 2]
+    assert np.array_equal(both.frames[2:], clips.frames[..., ::-1])
