@@ -17,7 +17,7 @@ from utils.errors import run_cli
 from utils.images import save_grid
 from utils.runtime import pick_device, seed_everything
 from utils.settings import parse_settings
-from models.checkpoints import load_checkpoint, load_model
+from models.checkpoints import check_lineage, file_digest, load_checkpoint, load_model
 from utils.training import fit
 
 # -----------------------------------------------------------------------------
@@ -47,7 +47,9 @@ def main(argv=None):
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
     cae = load_model(load_checkpoint(cfg.cae_checkpoint, "train_cae.py"), dev).requires_grad_(False)
-    deconv = load_model(load_checkpoint(cfg.deconv_checkpoint, "train_deconv.py"), dev)
+    deconv_ckpt = load_checkpoint(cfg.deconv_checkpoint, "train_deconv.py")
+    check_lineage(deconv_ckpt, cfg.deconv_checkpoint, "cae_checkpoint", cfg.cae_checkpoint, "train_deconv.py")
+    deconv = load_model(deconv_ckpt, dev)
     train_batches, val_batches, val = crop_batches(cfg.data_path, cae.args["image_size"],
                                                    cfg.batch_size, dev, cfg.seed)
 
@@ -63,7 +65,9 @@ def main(argv=None):
         epochs=cfg.epochs, lr=cfg.lr, grad_clip=cfg.grad_clip, resume=cfg.resume,
         checkpoint=cfg.checkpoint, made_by="train_vae_on_convs.py", out_dir=cfg.out_dir,
         settings=cfg, extra={"data_path": cfg.data_path, "cae_checkpoint": cfg.cae_checkpoint,
-                             "deconv_checkpoint": cfg.deconv_checkpoint})
+                             "deconv_checkpoint": cfg.deconv_checkpoint,
+                             "cae_checkpoint_digest": file_digest(cfg.cae_checkpoint),
+                             "deconv_checkpoint_digest": file_digest(cfg.deconv_checkpoint)})
 
     model.eval()
     originals = spread_frames(val, dev)

@@ -6,6 +6,7 @@ Keys: ``model_kind`` and ``model_args`` (see build_model), ``model_state``,
 ``settings`` (the run's resolved settings), ``presets`` (preset files applied), and for
 later stages the paths of the checkpoints and dataset they were trained on.
 """
+import hashlib
 import os
 
 import torch
@@ -39,15 +40,52 @@ def save_checkpoint(path, state):
         torch.save(state, tmp)
 
 
+WRITTEN_BY = {  # model kind -> the stage script that trains it
+    "ConvVAE": "train_vcae.py", "LatentLSTM": "train_lstm.py", "ConvAutoencoder": "train_cae.py",
+    "Deconvolver": "train_deconv.py", "FeatureVAE": "train_vae_on_convs.py",
+    "FeatureConvVAE": "train_vae_on_convs.py",
+}
+
+
 def load_checkpoint(path, made_by):
-    """Load a checkpoint written by ``made_by`` (a script name), weights only, onto the CPU."""
+    """Load a checkpoint written by ``made_by`` (a stage script's name), weights only, onto
+    the CPU. A file that is no checkpoint of this project, or one another stage wrote, is a
+    UserError that says what was expected."""
     if not os.path.isfile(path):
         raise UserError(f"no checkpoint at {path}: run {made_by} first")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a checkpoint, or holds arbitrary objects
         raise UserError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''}): run {made_by} again") from None
+    if not isinstance(ckpt, dict) or "model_kind" not in ckpt or "model_state" not in ckpt:
+        raise UserError(f"{path} is not a checkpoint of this project (a bare state_dict or another "
+                        f"file): pass the checkpoint {made_by} writes")
+    wrote = WRITTEN_BY.get(ckpt["model_kind"], "another program")
+    if made_by in WRITTEN_BY.values() and wrote != made_by:
+        raise UserError(f"{path} holds a {ckpt['model_kind']} from {wrote}, where a checkpoint from "
+                        f"{made_by} belongs: pass the file {made_by} wrote")
+    return ckpt
+
+
+def file_digest(path):
+    """SHA-256 of a file's bytes (hex): which exact weights a later stage was trained on."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_lineage(ckpt, ckpt_path, key, path, made_by):
+    """Refuse an upstream checkpoint at ``path`` whose bytes differ from those ``ckpt`` (at
+    ``ckpt_path``) recorded under ``<key>_digest`` when it was trained: its results would be
+    silently wrong. ``made_by`` is the script that wrote ``ckpt``, to be run again."""
+    recorded = ckpt.get(f"{key}_digest")
+    if recorded and recorded != file_digest(path):
+        raise UserError(f"{path} is not the {key.replace('_', ' ')} that {ckpt_path} was trained on "
+                        f"(it was retrained or replaced since): run {made_by} again, or pass the "
+                        "checkpoint it was trained on")
 
 
 def resume_state(path, model, optimizer, made_by):

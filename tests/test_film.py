@@ -295,3 +295,12 @@ def test_augment_trains_on_mirrored_frames_and_reversed_windows(film, tmp_path, 
     both = mirrored(clips)
     assert both.names == ["a", "a mirrored"] and both.lengths == [2, 2]
     assert np.array_equal(both.frames[2:], clips.frames[..., ::-1])
+
+
+def test_a_film_stage_refuses_a_checkpoint_of_another_stage_before_training(film, tmp_path):
+    with pytest.raises(UserError, match="holds a ConvAutoencoder from train_cae.py, where a checkpoint "
+                                        "from train_deconv.py belongs"):
+        train_vae_on_convs.main(argv(cae_checkpoint=film["cae"], deconv_checkpoint=film["cae"],
+                                     checkpoint=tmp_path / "v.pt", data_path=film["data"],
+                                     out_dir=tmp_path, epochs=1))
+    assert not (tmp_path / "v.pt").exists() and not list(tmp_path.iterdir())

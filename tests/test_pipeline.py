@@ -294,3 +294,33 @@ def test_checkpoint_records_the_preset_and_the_resolved_settings(tiny, tmp_path)
     ckpt = torch.load(tmp_path / "v.pt", weights_only=True)
     assert ckpt["presets"] == [str(preset)] and ckpt["epoch"] == 2
     assert ckpt["settings"]["base_width"] == TINY_VAE["base_width"] and ckpt["settings"]["epochs"] == 2
+
+
+def test_a_checkpoint_from_the_wrong_stage_is_one_clear_error(tiny, tmp_path):
+    cases = [(train_lstm.main, dict(data_path=tiny["data"], vae_checkpoint=tiny["lstm"],
+                                    checkpoint=tmp_path / "l.pt", out_dir=tmp_path, **TINY_LSTM),
+              "holds a LatentLSTM from train_lstm.py, where a checkpoint from train_vcae.py belongs"),
+             (sample_video.main, dict(lstm_checkpoint=tiny["vae"], out_dir=tmp_path),
+              "holds a ConvVAE from train_vcae.py, where a checkpoint from train_lstm.py belongs")]
+    for main, settings, message in cases:
+        with pytest.raises(UserError, match=message):
+            main(argv(**settings))
+    torch.save(torch.load(tiny["vae"], weights_only=True)["model_state"], tmp_path / "bare.pt")
+    with pytest.raises(UserError, match="is not a checkpoint of this project"):
+        sample_video.main(argv(lstm_checkpoint=tmp_path / "bare.pt", out_dir=tmp_path))
+    assert not (tmp_path / "l.pt").exists()
+
+
+def test_a_retrained_upstream_checkpoint_is_refused_downstream(tiny, tmp_path):
+    import shutil
+    vae, lstm = tmp_path / "vae.pt", tmp_path / "lstm.pt"
+    shutil.copy(tiny["vae"], vae)
+    train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=vae, checkpoint=lstm, out_dir=tmp_path,
+                         **TINY_LSTM))
+    assert torch.load(lstm, weights_only=True)["vae_checkpoint_digest"]
+    train_vcae.main(argv(data_path=tiny["data"], checkpoint=vae, out_dir=tmp_path,
+                         **{**TINY_VAE, "seed": 7}))  # the VAE retrained in place
+    with pytest.raises(UserError, match="is not the vae checkpoint that .* was trained on .* run "
+                                        "train_lstm.py again"):
+        sample_video.main(argv(lstm_checkpoint=lstm, out_dir=tmp_path / "s", n_eval=0))
+    assert not (tmp_path / "s").exists()
