@@ -78,7 +78,7 @@ def crop_batches(path, crop, batch_size, device, seed):
     if min(train.shape[-2:]) < crop:
         raise UserError(f"{path} frames are {tuple(train.shape[-2:])}, smaller than --crop={crop}")
     generator = torch.Generator().manual_seed(seed)
-    train_batches = Batches([train], batch_size, device, shuffle=True, seed=seed,
+    train_batches = Batches([train], batch_size, device, shuffle=True, seed=seed, generator=generator,
                             transform=lambda x: to_centred_float(random_crops(x, crop, generator)))
     val_batches = Batches([val], batch_size, device, transform=to_centred_float)
     print(f"{len(train)} training frames of {tuple(train.shape[1:])} (random {crop}x{crop} crops), "

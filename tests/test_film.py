@@ -304,3 +304,12 @@ def test_a_film_stage_refuses_a_checkpoint_of_another_stage_before_training(film
                                      checkpoint=tmp_path / "v.pt", data_path=film["data"],
                                      out_dir=tmp_path, epochs=1))
     assert not (tmp_path / "v.pt").exists() and not list(tmp_path.iterdir())
+
+
+def test_random_crops_repeat_exactly_when_training_resumes(film, tmp_path):
+    common = dict(data_path=film["data"], out_dir=tmp_path, widths="4,8")
+    train_cae.main(argv(checkpoint=tmp_path / "straight.pt", epochs=2, **common))
+    train_cae.main(argv(checkpoint=tmp_path / "parts.pt", epochs=1, **common))
+    train_cae.main(argv(checkpoint=tmp_path / "parts.pt", epochs=2, resume=True, **common))
+    a, b = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["model_state"] for n in ("straight", "parts"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

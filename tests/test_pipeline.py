@@ -324,3 +324,17 @@ def test_a_retrained_upstream_checkpoint_is_refused_downstream(tiny, tmp_path):
                                         "train_lstm.py again"):
         sample_video.main(argv(lstm_checkpoint=lstm, out_dir=tmp_path / "s", n_eval=0))
     assert not (tmp_path / "s").exists()
+
+
+def test_a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tiny, tmp_path, capsys):
+    common = dict(data_path=tiny["data"], out_dir=tmp_path, **{**TINY_VAE, "input_dropout": 0.3})
+    train_vcae.main(argv(checkpoint=tmp_path / "straight.pt", **{**common, "epochs": 2}))
+    train_vcae.main(argv(checkpoint=tmp_path / "parts.pt", **{**common, "epochs": 1}))
+    train_vcae.main(argv(checkpoint=tmp_path / "parts.pt", resume=True, **{**common, "epochs": 2}))
+    straight = torch.load(tmp_path / "straight.pt", weights_only=True)
+    parts = torch.load(tmp_path / "parts.pt", weights_only=True)
+    assert all(torch.equal(straight["model_state"][k], parts["model_state"][k]) for k in straight["model_state"])
+    assert straight["history"]["train_loss"] == parts["history"]["train_loss"]
+    capsys.readouterr()
+    train_vcae.main(argv(checkpoint=tmp_path / "parts.pt", resume=True, **{**common, "epochs": 1}))
+    assert "already trained for 2 epochs (--epochs=1): nothing to do" in capsys.readouterr().out

@@ -15,19 +15,23 @@ class Batches:
     takes every world-th row of that order (shuffled sets are first cut to a multiple of
     the world size, so every rank runs the same number of steps).
 
+    ``generator`` (a torch.Generator the transform draws from) is reseeded from ``seed``
+    and the epoch at the start of each epoch.
+
     With ``refresh`` (a function epoch -> tensors) the tensors are replaced by
     ``refresh(epoch)`` once per epoch, before its first row is read: data drawn anew each
     epoch. ``tensors`` may then be None.
     """
 
     def __init__(self, tensors, batch_size, device, shuffle=False, seed=0, transform=None,
-                 refresh=None):
+                 refresh=None, generator=None):
         self.batch_size, self.device = batch_size, device
         self.shuffle, self.seed = shuffle, seed
         self.transform = transform or (lambda *xs: xs if len(xs) > 1 else xs[0])
         self.epoch = self.step = 0
         self.rank, self.world = rank_and_world()
         self.refresh, self.loaded_epoch = refresh, None
+        self.generator = generator
         if tensors is not None:
             self._hold(tensors)
 
@@ -56,6 +60,8 @@ class Batches:
         return math.ceil(len(range(self.rank, self.n, self.world)) / self.batch_size)
 
     def __iter__(self):
+        if self.generator is not None:  # per-epoch draws (random crops): the same after a resume
+            self.generator.manual_seed(self.seed * 1_000_003 + self.epoch)
         order = self.rows()
         for b in range(len(self)):
             self.step = self.epoch * len(self) + b  # batches served before this one, over all epochs

@@ -53,6 +53,30 @@ def pick_device(name="auto"):
     return device
 
 
+def random_state():
+    """The generators' states (Python, NumPy, PyTorch on the CPU and CUDA) in types that
+    ``torch.load(weights_only=True)`` reads back, so a resumed run draws what an
+    uninterrupted one would."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, words, next_gauss = random.getstate()
+    state = {"python": [version, list(words), next_gauss], "torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state):
+    """Restore what random_state() saved."""
+    version, words, next_gauss = state["python"]
+    random.setstate((version, tuple(words), next_gauss))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def seed_everything(seed):
     """Seed Python, NumPy and PyTorch; return a NumPy Generator seeded the same."""
     random.seed(seed)

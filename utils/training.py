@@ -9,7 +9,8 @@ from tqdm import tqdm
 from models.checkpoints import model_spec, resume_state, save_checkpoint
 from utils.errors import UserError
 from utils.images import plot_history, write_history_csv
-from utils.runtime import all_ranks_sum, autocast, is_main_process, progress, rank_and_world
+from utils.runtime import (all_ranks_sum, autocast, is_main_process, progress, random_state, rank_and_world,
+                           set_random_state)
 
 
 class LossStep(torch.nn.Module):
@@ -74,8 +75,14 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
     history = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": [], "train_seconds": []}
     start = 0
     if resume and os.path.isfile(checkpoint):
-        start, history, _ = resume_state(checkpoint, model, optimizer, made_by)
-        print(f"resuming from {checkpoint} after epoch {start}")
+        start, history, ckpt = resume_state(checkpoint, model, optimizer, made_by)
+        if start >= epochs:
+            print(f"{checkpoint} is already trained for {start} epochs (--epochs={epochs}): "
+                  "nothing to do; raise --epochs to train on")
+        else:
+            print(f"resuming from {checkpoint} after epoch {start}")
+        if "random_state" in ckpt:
+            set_random_state(ckpt["random_state"])
     stem = os.path.splitext(os.path.basename(checkpoint))[0]
     params = [p for p in model.parameters() if p.requires_grad]
     step = LossStep(model, loss_fn)
@@ -126,6 +133,7 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
             "history": history,
             "best_val_loss": min(history["val_loss"]),
             "settings": dict(settings),
+            "random_state": random_state(),
             "presets": list(getattr(settings, "presets", ())),
             **(extra or {}),
         })
