@@ -27,6 +27,14 @@ def read_clips(path, split):
                 raise UserError(f"{path} holds no clips/: it was not written by {MADE_BY}; run it again")
             for name in sorted(f["clips"]):
                 g = f["clips"][name]
+                missing = [k for k in (f"{split}_start", f"{split}_end", "source") if k not in g.attrs]
+                missing += [k for k in ("frames", "cuts") if not isinstance(g.get(k), h5py.Dataset)]
+                if missing:
+                    raise UserError(f"{path}: clips/{name} lacks {', '.join(missing)}: it was not "
+                                    f"written by {MADE_BY}; run it again")
+                if g["frames"].dtype != np.uint8 or g["frames"].ndim != 4 or g["frames"].shape[1] != 3:
+                    raise UserError(f"{path}: clips/{name}/frames is {g['frames'].dtype} "
+                                    f"{g['frames'].shape}; expected uint8 (frames, 3, H, W): run {MADE_BY} again")
                 start, end = int(g.attrs[f"{split}_start"]), int(g.attrs[f"{split}_end"])
                 cuts = g["cuts"][:]
                 clips.append({"frames": g["frames"][start:end], "source": g.attrs["source"],

@@ -16,10 +16,15 @@ def read_frames(path, split, made_by, max_sequences=0):
     """All (or the first ``max_sequences``) sequences of ``split`` as a uint8 array
     (N, T, C, H, W), read in one contiguous slice."""
     def frames(f):
-        if f"{split}/frames" not in f:
+        data = f.get(f"{split}/frames")
+        if not isinstance(data, h5py.Dataset):
             raise UserError(f"{path} has no {split}/frames dataset: it was not written by "
                             f"{made_by}; run {made_by} again")
-        data = f[f"{split}/frames"]
+        if data.dtype != np.uint8 or data.ndim != 5:
+            raise UserError(f"{path}: {split}/frames is {data.dtype} {data.shape}; expected uint8 pixels "
+                            f"(sequences, time, channels, height, width): run {made_by} again")
+        if len(data) == 0 or 0 in data.shape:
+            raise UserError(f"{path} has no {split} sequences: run {made_by} with more of them")
         return data[:len(data) if max_sequences <= 0 else min(max_sequences, len(data))]
     return _read(path, made_by, frames)
 

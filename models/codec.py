@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from models.checkpoints import check_lineage, load_checkpoint, load_model
+from utils.errors import UserError
 from utils.runtime import progress
 
 
@@ -72,6 +73,10 @@ class Codec:
     def encode(self, sequences, desc=None):
         """uint8 (N, T, C, H, W) -> mean, log-variance of Z, each (N, T, z_dim) on the CPU."""
         n, t = sequences.shape[:2]
+        if self.frame_shape and tuple(sequences.shape[2:]) != tuple(self.frame_shape):
+            raise UserError(f"the frames are {tuple(sequences.shape[2:])} (channels, height, width) but "
+                            f"the encoder takes {tuple(self.frame_shape)}: train it on this data, or "
+                            "give data of its size")
         flat = sequences.reshape(n * t, *sequences.shape[2:])
         mean, logvar = _batched(lambda x: self.encode_batch(self._to_float(x)), flat,
                                 self.batch_size, desc)

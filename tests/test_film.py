@@ -313,3 +313,11 @@ def test_random_crops_repeat_exactly_when_training_resumes(film, tmp_path):
     train_cae.main(argv(checkpoint=tmp_path / "parts.pt", epochs=2, resume=True, **common))
     a, b = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["model_state"] for n in ("straight", "parts"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_film_file_without_its_split_attributes_is_one_clear_error(tmp_path):
+    out = extract(tmp_path, [write_video(tmp_path / "a.mp4", 12)])
+    with h5py.File(out, "a") as f:
+        del f["clips/000"].attrs["train_end"]
+    with pytest.raises(UserError, match="clips/000 lacks train_end: it was not written by extract_pulp_frames.py"):
+        train_cae.main(argv(data_path=out, checkpoint=tmp_path / "c.pt", out_dir=tmp_path))

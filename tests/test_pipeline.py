@@ -1,6 +1,7 @@
 """The Moving MNIST stages end to end on tiny settings: what each one writes."""
 import csv
 import os
+import re
 
 import numpy as np
 import pytest
@@ -338,3 +339,28 @@ def test_a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tiny, 
     capsys.readouterr()
     train_vcae.main(argv(checkpoint=tmp_path / "parts.pt", resume=True, **{**common, "epochs": 1}))
     assert "already trained for 2 epochs (--epochs=1): nothing to do" in capsys.readouterr().out
+
+
+def test_malformed_or_empty_data_is_one_clear_error(tiny, tmp_path):
+    import h5py
+    import moving_mnist
+    from tests.conftest import TINY_DATA
+    bad = {"float.h5": lambda f: f.create_dataset("train/frames", data=np.zeros((2, 3, 1, 64, 64), np.float32)),
+           "no_channel.h5": lambda f: f.create_dataset("train/frames", data=np.zeros((2, 3, 64, 64), np.uint8)),
+           "group.h5": lambda f: f.create_group("train/frames"),
+           "empty.h5": lambda f: f.create_dataset("train/frames", data=np.zeros((0, 3, 1, 64, 64), np.uint8))}
+    messages = {"float.h5": "train/frames is float32 (2, 3, 1, 64, 64); expected uint8 pixels",
+                "no_channel.h5": "expected uint8 pixels (sequences, time, channels, height, width)",
+                "group.h5": "has no train/frames dataset", "empty.h5": "has no train sequences"}
+    for name, make in bad.items():
+        with h5py.File(tmp_path / name, "w") as f:
+            make(f)
+        with pytest.raises(UserError, match=re.escape(messages[name])):
+            train_vcae.main(argv(data_path=tmp_path / name, checkpoint=tmp_path / "v.pt", out_dir=tmp_path))
+    small = tmp_path / "small.h5"
+    moving_mnist.main(argv(out_path=small, preview_path="", **{**TINY_DATA, "frame_size": 32, "digit_size": 16}))
+    with pytest.raises(UserError, match=re.escape("the frames are (1, 32, 32) (channels, height, width) but "
+                                                  "the encoder takes (1, 64, 64)")):
+        train_lstm.main(argv(data_path=small, vae_checkpoint=tiny["vae"], checkpoint=tmp_path / "l.pt",
+                             out_dir=tmp_path, **TINY_LSTM))
+    assert not (tmp_path / "v.pt").exists() and not (tmp_path / "l.pt").exists()
