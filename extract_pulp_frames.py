@@ -16,7 +16,7 @@ from data.h5 import FrameAppender
 from data.video import CutDetector, Truncated, bundled_clips, frames_of, open_video
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
-from utils.runtime import atomic_path, progress
+from utils.runtime import atomic_path, check_outputs, progress
 from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
@@ -67,6 +67,7 @@ def extract_clip(container, path, group, cfg, bar):
 
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv)
+    check_outputs(files={"out_path": cfg.out_path, **({"preview_path": cfg.preview_path} if cfg.preview_path else {})})
     videos = [v for v in cfg.video if v]
     if not videos:
         videos = bundled_clips()

@@ -13,7 +13,7 @@ from data.bouncing import DYNAMICS, generate, resize_digits
 from data.mnist_digits import load_digits
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
-from utils.runtime import atomic_path, progress, seed_everything
+from utils.runtime import atomic_path, check_outputs, progress, seed_everything
 from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
@@ -77,6 +77,7 @@ def write_split(f, split, n, T, cfg, pieces):
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv, choices={"dynamics": DYNAMICS})
     check(cfg)
+    check_outputs(files={"out_path": cfg.out_path, **({"preview_path": cfg.preview_path} if cfg.preview_path else {})})
     seed_everything(cfg.seed)
     digits = load_digits(cfg.mnist_dir, cfg.download)
     print(f"digits: {digits['source']}")

@@ -21,7 +21,7 @@ from models.checkpoints import check_lineage, load_checkpoint, load_model
 from utils.errors import UserError, run_cli
 from utils.images import prediction_panels, save_gif, save_grid
 from utils.metrics import StepAverages, frame_scores, write_report
-from utils.runtime import pick_device, seed_everything
+from utils.runtime import check_outputs, pick_device, seed_everything
 from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
@@ -155,6 +155,7 @@ def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv, choices={"dataset": tuple(BRANCHES)},
                          derived=lambda c: {**BRANCHES[c.dataset].sample_defaults(),
                                             "eval_crops": BRANCHES[c.dataset].training_crops})
+    check_outputs(folders={"out_dir": cfg.out_dir})
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
 

@@ -12,7 +12,7 @@ from data.film import crop_batches, spread_frames
 from models.film import ConvAutoencoder, pixel_mse
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
-from utils.runtime import pick_device, seed_everything
+from utils.runtime import check_outputs, pick_device, seed_everything
 from utils.settings import parse_settings
 from utils.training import fit
 
@@ -38,6 +38,7 @@ def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv)
     if cfg.crop % 2 ** len(cfg.widths):
         raise UserError(f"--crop={cfg.crop} must be divisible by 2**{len(cfg.widths)} (one halving per width)")
+    check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
     train_batches, val_batches, val = crop_batches(cfg.data_path, cfg.crop, cfg.batch_size, dev, cfg.seed)

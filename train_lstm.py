@@ -21,7 +21,7 @@ from models.checkpoints import file_digest
 from models.lstm import CELLS, LatentLSTM, sequence_loss
 from utils.batches import Batches
 from utils.errors import UserError, run_cli
-from utils.runtime import autocast, pick_device, seed_everything
+from utils.runtime import autocast, check_outputs, pick_device, seed_everything
 from utils.settings import parse_settings
 from utils.training import fit
 
@@ -92,6 +92,7 @@ def main(argv=None):
                         f"{cfg.seq_len}, so that some frames are predicted")
     if cfg.new_sequences and cfg.dataset != "mnist":
         raise UserError("--new_sequences draws new Moving MNIST sequences: use it with --dataset=mnist")
+    check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
 

@@ -15,7 +15,7 @@ from data.film import crop_batches, spread_frames
 from models.film import FeatureConvVAE, FeatureVAE
 from utils.errors import run_cli
 from utils.images import save_grid
-from utils.runtime import pick_device, seed_everything
+from utils.runtime import check_outputs, pick_device, seed_everything
 from utils.settings import parse_settings
 from models.checkpoints import check_lineage, file_digest, load_checkpoint, load_model
 from utils.training import fit
@@ -44,6 +44,7 @@ seed = 1337  # seeds the crops, the initial weights and the batch order
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv,
                          derived=lambda c: {"hidden": 64 if c.latent_channels else 1500})
+    check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
     cae = load_model(load_checkpoint(cfg.cae_checkpoint, "train_cae.py"), dev).requires_grad_(False)

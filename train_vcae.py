@@ -14,7 +14,7 @@ from models.vcae import ConvVAE, kl_weight, vae_loss
 from utils.batches import Batches
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
-from utils.runtime import pick_device, seed_everything
+from utils.runtime import check_outputs, pick_device, seed_everything
 from utils.settings import parse_settings
 from utils.training import fit
 
@@ -56,6 +56,7 @@ def to_float(frames):
 
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv, choices={"precision": ("float32", "bfloat16")})
+    check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
     rng = seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
 

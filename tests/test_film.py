@@ -14,7 +14,7 @@ import train_cae
 import train_deconv
 import train_lstm
 import train_vae_on_convs
-from data.synthetic import scene, write_video  # noqa: F401
+from data.synthetic import write_video
 from data.video import bundled_clips
 from models.codec import load_film_codec
 from tests.conftest import argv, run_script

@@ -364,3 +364,38 @@ def test_malformed_or_empty_data_is_one_clear_error(tiny, tmp_path):
         train_lstm.main(argv(data_path=small, vae_checkpoint=tiny["vae"], checkpoint=tmp_path / "l.pt",
                              out_dir=tmp_path, **TINY_LSTM))
     assert not (tmp_path / "v.pt").exists() and not (tmp_path / "l.pt").exists()
+
+
+def test_outputs_that_cannot_be_written_fail_before_the_work(tiny, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    for settings, message in ((dict(checkpoint=""), "--checkpoint is empty: give a path"),
+                              (dict(checkpoint=tmp_path / "a_file" / "v.pt"), "--checkpoint=.* cannot be written"),
+                              (dict(out_dir=tmp_path / "a_file"), "--out_dir=.* cannot be written"),
+                              (dict(checkpoint=tmp_path), "is a folder: give a file path")):
+        r = run_script("train_vcae.py", f"--data_path={tiny['data']}", *argv(**settings), cwd=tmp_path)
+        assert r.returncode == 2 and re.search(message, r.stderr) and "Traceback" not in r.stderr
+        assert "training" not in r.stdout  # stopped before reading the data
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_and_leftovers_are_cleared(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from tests.conftest import ROOT, TINY_DATA
+    out = tmp_path / "mm.h5"
+    leftover = tmp_path / ".mm.abc123.tmp.h5"  # what a kill -9 leaves behind
+    leftover.write_bytes(b"partial")
+    args = argv(out_path=out, preview_path="", **{**TINY_DATA, "n_train": 200000, "chunk": 100})
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "moving_mnist.py"), *args], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".mm.*.tmp.h5")) or leftover.exists():
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the HDF5 writing
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143 and stderr.strip().splitlines()[-1] == "terminated"
+    assert "removed 1 temporary file(s) of" in stdout
+    assert list(tmp_path.iterdir()) == []  # neither the output nor any temporary

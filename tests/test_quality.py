@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 import sample_video
-import train_vcae
 from models.lstm import LatentLSTM, mdn_nll, mdn_sample, prediction_loss
 from models.vcae import bernoulli_elbo_loss, kl_weight
 from tests.conftest import argv

@@ -171,3 +171,11 @@ def test_help_shows_real_values_and_marks_those_that_follow_the_dataset(capsys):
     assert "=0 " not in out.replace("--train_sequences=0 ", "").replace("--new_sequences=0 ", "") \
         .replace("--dropout=0.0 ", "")
     assert "* frames per training window" in out
+
+
+def test_list_values_split_at_commas_unless_escaped_and_are_never_empty(script):
+    path, g = script
+    assert parse_settings(path, g, ["--video=a\\,b.mp4,c.mp4"]).video == ["a,b.mp4", "c.mp4"]
+    assert parse_settings(path, g, ["--video", "x,y.mp4"]).video == ["x", "y.mp4"]
+    with pytest.raises(UserError, match="--video needs at least one value"):
+        parse_settings(path, g, ["--video="])

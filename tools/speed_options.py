@@ -10,12 +10,10 @@ train_lstm's encoding of frames to Z in float32 and in bfloat16. An option is wo
 keeping only with a ratio clearly above 1.
 """
 import json
-import os
 import time
 
 import torch
 
-import train_lstm
 import train_vcae
 from models.codec import VAECodec
 from models.lstm import LatentLSTM, sequence_loss

@@ -1,13 +1,16 @@
 """Device choice (and the process group under torchrun), seeding and atomic file writing."""
 import contextlib
+import errno
+import glob
 import os
 import random
+import shutil
 import tempfile
 
 import numpy as np
 import torch
 
-from utils.errors import UserError
+from utils.errors import UserError, stop_requested
 
 
 def rank_and_world():
@@ -89,17 +92,35 @@ def seed_everything(seed):
 def atomic_path(path):
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
 
-    A failure (or Ctrl-C) part-way leaves no half-written file behind. Under torchrun only
-    rank 0 writes: other ranks' files are discarded, so every output has one author.
+    A failure, Ctrl-C or SIGTERM part-way leaves no half-written file behind; temporaries
+    that a killed run (kill -9) left for the same output are removed first, with a note. A
+    full disk is one clear error. Under torchrun only rank 0 writes: other ranks' files are
+    discarded, so every output has one author.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     base = os.path.basename(path)
     stem, ext = os.path.splitext(base)
+    if is_main_process():
+        stale = glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(stem)}.*.tmp{ext}"))
+        for old in stale:
+            os.remove(old)
+        if stale:
+            print(f"removed {len(stale)} temporary file(s) of {path} left by an interrupted run")
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=folder)
     os.close(fd)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except (OSError, RuntimeError) as e:
+            if isinstance(e, OSError) and e.errno != errno.ENOSPC and "unexpected pos" not in str(e):
+                raise
+            if isinstance(e, RuntimeError) and shutil.disk_usage(folder).free > 64 << 20:
+                raise
+            raise UserError(f"the disk is full: {path} could not be written ({shutil.disk_usage(folder).free >> 20} "
+                            "MiB free); free some space and run again") from None
+        if stop_requested():  # a Ctrl-C that a library swallowed while this file was written
+            raise KeyboardInterrupt
         if not is_main_process():
             return
         umask = os.umask(0)
@@ -109,6 +130,26 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_outputs(files=None, folders=None):
+    """Before any work: each output file ({setting: path}) and folder ({setting: path}) can
+    be written, so a bad path fails now and not after an epoch of training. Nothing is
+    created here."""
+    for name, path in {**(files or {}), **(folders or {})}.items():
+        is_folder = name in (folders or {})
+        if not path:
+            raise UserError(f"--{name} is empty: give a path")
+        if not is_folder and os.path.isdir(path):
+            raise UserError(f"--{name}={path} is a folder: give a file path")
+        folder = os.path.abspath(path) if is_folder else os.path.dirname(os.path.abspath(path))
+        existing = folder
+        while not os.path.exists(existing):  # the folders are made when the output is written
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise UserError(f"--{name}={path} cannot be written: {existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UserError(f"--{name}={path} cannot be written: no permission to write in {existing}")
 
 
 def progress(iterable=None, **kwargs):

@@ -316,8 +316,12 @@ def parse_settings(script_path, module_globals, argv=None, choices=None, derived
                 raise UserError(f"--{name} needs a value, e.g. --{name}={default!r}")
         if isinstance(default, list):
             item_default = default[0] if default else ""
-            items = [convert(name, part, item_default)
-                     for v in values for part in v.split(",") if part != ""]
+            # commas separate values; a backslash keeps one in a value (a path with a comma)
+            items = [convert(name, part.replace("\\,", ","), item_default)
+                     for v in values for part in re.split(r"(?<!\\),", v) if part != ""]
+            if not items:
+                raise UserError(f"--{name} needs at least one value, e.g. --{name}="
+                                f"{','.join(map(str, default))}")
             # repeated flags add up; a preset's list is replaced
             cfg[name] = (cfg[name] if name in from_shell else []) + items
         else:
