@@ -17,7 +17,7 @@ import torch
 from data.branches import BRANCHES
 from data.sequences import window_clips, windows
 from data.video import read_window
-from models.checkpoints import check_lineage, load_checkpoint, load_model
+from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
 from utils.errors import UserError, run_cli
 from utils.images import prediction_panels, save_gif, save_grid
 from utils.metrics import StepAverages, frame_scores, write_report
@@ -166,8 +166,8 @@ def main(argv=None):
     branch = BRANCHES[cfg.dataset]
     context, horizon, prefix = cfg.context, cfg.horizon, cfg.prefix
     frame_skip, skip = lstm_ckpt["frame_skip"], lstm_ckpt.get("skip", False)
-    data_path = cfg.data_path or lstm_ckpt["data_path"]
-    vae_checkpoint = cfg.vae_checkpoint or lstm_ckpt["vae_checkpoint"]
+    data_path = cfg.data_path or recorded_path(lstm_ckpt, cfg.lstm_checkpoint, "data_path")
+    vae_checkpoint = cfg.vae_checkpoint or recorded_path(lstm_ckpt, cfg.lstm_checkpoint, "vae_checkpoint")
     codec = branch.load_codec(vae_checkpoint, dev)
     check_lineage(lstm_ckpt, cfg.lstm_checkpoint, "vae_checkpoint", vae_checkpoint, "train_lstm.py")
     model = load_model(lstm_ckpt, dev)

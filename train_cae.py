@@ -9,6 +9,7 @@ import os
 import torch
 
 from data.film import crop_batches, spread_frames
+from models.checkpoints import record_inputs
 from models.film import ConvAutoencoder, pixel_mse
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
@@ -49,7 +50,7 @@ def main(argv=None):
     fit(model, optimizer, train_batches, val_batches, lambda m, x: pixel_mse(m(x), x),
         epochs=cfg.epochs, lr=cfg.lr, grad_clip=cfg.grad_clip, resume=cfg.resume,
         checkpoint=cfg.checkpoint, made_by="train_cae.py", out_dir=cfg.out_dir, settings=cfg,
-        extra={"data_path": cfg.data_path})
+        extra=record_inputs(cfg.checkpoint, data_path=cfg.data_path))
 
     model.eval()
     originals = spread_frames(val, dev)

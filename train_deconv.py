@@ -14,7 +14,7 @@ from utils.errors import run_cli
 from utils.images import save_grid
 from utils.runtime import check_outputs, pick_device, seed_everything
 from utils.settings import parse_settings
-from models.checkpoints import file_digest, load_checkpoint, load_model
+from models.checkpoints import load_checkpoint, load_model, record_inputs
 from utils.training import fit
 
 # -----------------------------------------------------------------------------
@@ -46,8 +46,7 @@ def main(argv=None):
     fit(model, optimizer, train_batches, val_batches, lambda m, x: pixel_mse(m(cae.features(x)), x),
         epochs=cfg.epochs, lr=cfg.lr, grad_clip=cfg.grad_clip, resume=cfg.resume,
         checkpoint=cfg.checkpoint, made_by="train_deconv.py", out_dir=cfg.out_dir, settings=cfg,
-        extra={"data_path": cfg.data_path, "cae_checkpoint": cfg.cae_checkpoint,
-               "cae_checkpoint_digest": file_digest(cfg.cae_checkpoint)})
+        extra=record_inputs(cfg.checkpoint, data_path=cfg.data_path, cae_checkpoint=cfg.cae_checkpoint))
 
     model.eval()
     originals = spread_frames(val, dev)

@@ -17,7 +17,7 @@ import torch
 
 from data.branches import BRANCHES
 from data.sequences import mirrored, new_mnist_sequences, sequence_clips, windows
-from models.checkpoints import file_digest
+from models.checkpoints import record_inputs
 from models.lstm import CELLS, LatentLSTM, sequence_loss
 from utils.batches import Batches
 from utils.errors import UserError, run_cli
@@ -145,9 +145,8 @@ def main(argv=None):
         epochs=cfg.epochs, lr=cfg.lr, lr_schedule=cfg.lr_schedule, grad_clip=cfg.grad_clip,
         precision=cfg.precision, resume=cfg.resume, checkpoint=cfg.checkpoint,
         made_by="train_lstm.py", out_dir=cfg.out_dir, settings=cfg,
-        extra={"dataset": cfg.dataset, "data_path": cfg.data_path,
-               "vae_checkpoint": cfg.vae_checkpoint, "vae_checkpoint_digest": file_digest(cfg.vae_checkpoint),
-               "frame_skip": cfg.frame_skip, "skip": cfg.skip})
+        extra={"dataset": cfg.dataset, "frame_skip": cfg.frame_skip, "skip": cfg.skip,
+               **record_inputs(cfg.checkpoint, data_path=cfg.data_path, vae_checkpoint=cfg.vae_checkpoint)})
     print(f"wrote {cfg.checkpoint}")
     return model
 

@@ -17,7 +17,7 @@ from utils.errors import run_cli
 from utils.images import save_grid
 from utils.runtime import check_outputs, pick_device, seed_everything
 from utils.settings import parse_settings
-from models.checkpoints import check_lineage, file_digest, load_checkpoint, load_model
+from models.checkpoints import check_lineage, load_checkpoint, load_model, record_inputs
 from utils.training import fit
 
 # -----------------------------------------------------------------------------
@@ -65,10 +65,9 @@ def main(argv=None):
         lambda m, x: m.loss(cae.features(x), cfg.latent_samples),
         epochs=cfg.epochs, lr=cfg.lr, grad_clip=cfg.grad_clip, resume=cfg.resume,
         checkpoint=cfg.checkpoint, made_by="train_vae_on_convs.py", out_dir=cfg.out_dir,
-        settings=cfg, extra={"data_path": cfg.data_path, "cae_checkpoint": cfg.cae_checkpoint,
-                             "deconv_checkpoint": cfg.deconv_checkpoint,
-                             "cae_checkpoint_digest": file_digest(cfg.cae_checkpoint),
-                             "deconv_checkpoint_digest": file_digest(cfg.deconv_checkpoint)})
+        settings=cfg, extra=record_inputs(cfg.checkpoint, data_path=cfg.data_path,
+                                          cae_checkpoint=cfg.cae_checkpoint,
+                                          deconv_checkpoint=cfg.deconv_checkpoint))
 
     model.eval()
     originals = spread_frames(val, dev)

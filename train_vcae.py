@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from data.h5 import read_frames
+from models.checkpoints import record_inputs
 from models.vcae import ConvVAE, kl_weight, vae_loss
 from utils.batches import Batches
 from utils.errors import UserError, run_cli
@@ -79,7 +80,7 @@ def main(argv=None):
             train_batches.step, len(train_batches), cfg.kl_warmup) if m.training else 1.0),
         epochs=cfg.epochs, lr=cfg.lr, grad_clip=cfg.grad_clip, precision=cfg.precision,
         resume=cfg.resume, checkpoint=cfg.checkpoint, made_by="train_vcae.py",
-        out_dir=cfg.out_dir, settings=cfg, extra={"data_path": cfg.data_path})
+        out_dir=cfg.out_dir, settings=cfg, extra=record_inputs(cfg.checkpoint, data_path=cfg.data_path))
 
     model.eval()
     originals = to_float(val[:10]).to(dev)

@@ -77,6 +77,32 @@ def file_digest(path):
     return digest.hexdigest()
 
 
+def record_inputs(checkpoint, **inputs):
+    """Checkpoint entries naming the files a stage read ({setting: path}): each path as
+    given, the same path relative to ``checkpoint``'s folder (``<setting>_from_here``, so
+    the chain can be followed from any working directory), and for checkpoints the
+    SHA-256 of their bytes (``<setting>_digest``, see check_lineage)."""
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    entries = {}
+    for key, path in inputs.items():
+        entries[key] = path
+        entries[f"{key}_from_here"] = os.path.relpath(os.path.abspath(path), folder)
+        if key.endswith("checkpoint"):
+            entries[f"{key}_digest"] = file_digest(path)
+    return entries
+
+
+def recorded_path(ckpt, ckpt_path, key):
+    """The file ``ckpt`` (loaded from ``ckpt_path``) recorded under ``key``: the path as
+    given when it exists from here, else the same file found from the checkpoint's folder."""
+    path = ckpt[key]
+    from_here = ckpt.get(f"{key}_from_here")
+    if os.path.exists(path) or from_here is None:
+        return path
+    beside = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), from_here))
+    return beside if os.path.exists(beside) else path
+
+
 def check_lineage(ckpt, ckpt_path, key, path, made_by):
     """Refuse an upstream checkpoint at ``path`` whose bytes differ from those ``ckpt`` (at
     ``ckpt_path``) recorded under ``<key>_digest`` when it was trained: its results would be

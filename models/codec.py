@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.checkpoints import check_lineage, load_checkpoint, load_model
+from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
 from utils.errors import UserError
 from utils.runtime import progress
 
@@ -151,9 +151,10 @@ def load_film_codec(vae_checkpoint, device, deconv_checkpoint=""):
     """The film codec: the feature VAE of ``vae_checkpoint`` (from train_vae_on_convs.py)
     with the CAE and deconvoluter its checkpoint names (``deconv_checkpoint`` overrides)."""
     vae_ckpt = load_checkpoint(vae_checkpoint, "train_vae_on_convs.py")
-    deconv_checkpoint = deconv_checkpoint or vae_ckpt["deconv_checkpoint"]
-    cae = load_model(load_checkpoint(vae_ckpt["cae_checkpoint"], "train_cae.py"), device)
+    deconv_checkpoint = deconv_checkpoint or recorded_path(vae_ckpt, vae_checkpoint, "deconv_checkpoint")
+    cae_checkpoint = recorded_path(vae_ckpt, vae_checkpoint, "cae_checkpoint")
+    cae = load_model(load_checkpoint(cae_checkpoint, "train_cae.py"), device)
     deconv = load_model(load_checkpoint(deconv_checkpoint, "train_deconv.py"), device)
-    check_lineage(vae_ckpt, vae_checkpoint, "cae_checkpoint", vae_ckpt["cae_checkpoint"], "train_vae_on_convs.py")
+    check_lineage(vae_ckpt, vae_checkpoint, "cae_checkpoint", cae_checkpoint, "train_vae_on_convs.py")
     check_lineage(vae_ckpt, vae_checkpoint, "deconv_checkpoint", deconv_checkpoint, "train_vae_on_convs.py")
     return FilmCodec(cae, load_model(vae_ckpt, device), deconv, device)

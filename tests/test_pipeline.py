@@ -399,3 +399,21 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_leftovers_are_cleared(tmp_path):
     assert p.returncode == 143 and stderr.strip().splitlines()[-1] == "terminated"
     assert "removed 1 temporary file(s) of" in stdout
     assert list(tmp_path.iterdir()) == []  # neither the output nor any temporary
+
+
+def test_recorded_paths_are_followed_from_another_working_directory(tiny, tmp_path):
+    import shutil
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    shutil.copy(tiny["data"], run / "data" / "mm.h5")
+    vae = run_script("train_vcae.py", "--data_path=data/mm.h5", "--checkpoint=ckpt/vae.pt", "--out_dir=out",
+                     *argv(**TINY_VAE), cwd=run)
+    lstm = run_script("train_lstm.py", "--data_path=data/mm.h5", "--vae_checkpoint=ckpt/vae.pt",
+                      "--checkpoint=ckpt/lstm.pt", "--out_dir=out", *argv(**TINY_LSTM), cwd=run)
+    assert vae.returncode == 0 and lstm.returncode == 0, vae.stderr + lstm.stderr
+    ckpt = torch.load(run / "ckpt" / "lstm.pt", weights_only=True)
+    assert ckpt["vae_checkpoint"] == "ckpt/vae.pt" and ckpt["vae_checkpoint_from_here"] == "vae.pt"
+    sampled = run_script("sample_video.py", f"--lstm_checkpoint={run / 'ckpt' / 'lstm.pt'}", "--out_dir=s",
+                         "--n_sequences=1", "--context=3", "--horizon=5", "--n_eval=4", cwd=tmp_path)
+    assert sampled.returncode == 0, sampled.stderr
+    assert (tmp_path / "s" / "mm_sample_000.gif").is_file()
