@@ -417,3 +417,29 @@ def test_recorded_paths_are_followed_from_another_working_directory(tiny, tmp_pa
                          "--n_sequences=1", "--context=3", "--horizon=5", "--n_eval=4", cwd=tmp_path)
     assert sampled.returncode == 0, sampled.stderr
     assert (tmp_path / "s" / "mm_sample_000.gif").is_file()
+
+
+def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_weights(tiny, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from tests.conftest import ROOT
+    settings = argv(data_path=tiny["data"], out_dir=tmp_path, **{**TINY_VAE, "epochs": 3, "train_frames": 800,
+                                                                 "input_dropout": 0.3})
+    straight = run_script("train_vcae.py", *settings, f"--checkpoint={tmp_path / 'straight.pt'}", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    killed = tmp_path / "killed.pt"
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "train_vcae.py"), *settings, f"--checkpoint={killed}"],
+                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not killed.exists():  # the first epoch's checkpoint: the second epoch has begun
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert torch.load(killed, weights_only=True)["epoch"] < 3
+    resumed = run_script("train_vcae.py", *settings, f"--checkpoint={killed}", "--resume=true", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = (torch.load(p, weights_only=True)["model_state"] for p in (tmp_path / "straight.pt", killed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
