@@ -35,7 +35,7 @@ n_sequences = 8  # test windows to predict [1, inf)
 first_sequence = 0  # skip this many test windows [0, inf)
 context = 10  # real frames fed before generating (film: 5) [1, inf)
 horizon = 10  # frames generated from the LSTM's own output (film: 5) [1, inf)
-eval_crops = 1  # film: crops of each test frame scored, left to right (film: 3) [1, inf)
+eval_crops = 1  # film: crops of each test frame scored, left to right (film: 4) [1, inf)
 temperature = 0.0  # 0 = feed back the predicted mean; > 0 = sample (kl, mdn) at this temperature [0, inf)
 n_eval = 1000  # test windows scored for the metrics report; 0 = none [0, inf)
 eval_batch = 250  # windows per batch while scoring [1, inf)
@@ -153,8 +153,7 @@ def continue_video(cfg, model, codec, frame_skip, skip):
 
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv, choices={"dataset": tuple(BRANCHES)},
-                         derived=lambda c: {**BRANCHES[c.dataset].sample_defaults(),
-                                            "eval_crops": BRANCHES[c.dataset].training_crops})
+                         derived=lambda c: BRANCHES[c.dataset].sample_defaults())
     check_outputs(folders={"out_dir": cfg.out_dir})
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)

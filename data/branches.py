@@ -27,6 +27,7 @@ class Branch:
     skip: bool  # decode predictions from the last context frame (see Codec.skip_decode)
     augment: bool  # train the LSTM on mirrored frames and reversed windows too
     training_crops: int  # crops per frame encoded for LSTM training (film: fixed crops)
+    eval_crops: int  # crops per test frame sample_video.py scores
     sample_prefix: str  # sample_video.py's file names
     metrics_name: str  # sample_video.py's report: <metrics_name>.json/.csv/.png
     read_clips: Callable  # (data_path, split, n_crops=1, limit=0) -> clips (see data/sequences.py)
@@ -43,20 +44,20 @@ class Branch:
     def sample_defaults(self):
         """sample_video.py's settings that follow the dataset."""
         return dict(lstm_checkpoint=self.lstm_checkpoint, prefix=self.sample_prefix,
-                    context=self.context, horizon=self.horizon)
+                    context=self.context, horizon=self.horizon, eval_crops=self.eval_crops)
 
 
 BRANCHES = {
     "mnist": Branch(name="mnist", made_by=MNIST_MADE_BY, data_path="data/moving_mnist.h5",
                     encoder_checkpoint="checkpoints/mm_vcae.pt",
                     lstm_checkpoint="checkpoints/mm_lstm.pt", seq_len=20, frame_skip=1,
-                    batch_size=32, context=10, horizon=10, cell="conv", skip=False, augment=False, training_crops=1,
+                    batch_size=32, context=10, horizon=10, cell="conv", skip=False, augment=False, training_crops=1, eval_crops=1,
                     sample_prefix="mm_sample", metrics_name="metrics",
                     read_clips=mnist_clips, load_codec=load_mnist_codec),
     "film": Branch(name="film", made_by=FILM_MADE_BY, data_path="data/film.h5",
                    encoder_checkpoint="checkpoints/film_vae_on_convs.pt",
                    lstm_checkpoint="checkpoints/film_lstm.pt", seq_len=10, frame_skip=3,
-                   batch_size=16, context=5, horizon=5, cell="conv", skip=True, augment=False, training_crops=3,
+                   batch_size=16, context=5, horizon=5, cell="conv", skip=True, augment=False, training_crops=3, eval_crops=4,
                    sample_prefix="film_sample", metrics_name="film_metrics",
                    read_clips=film_clips, load_codec=load_film_codec),
 }
