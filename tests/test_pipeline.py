@@ -439,7 +439,26 @@ def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_weights(tiny, tmp_
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert torch.load(killed, weights_only=True)["epoch"] < 3
+    (tmp_path / ".killed.x1y2.tmp.pt").write_bytes(b"half a checkpoint")  # as a kill during a write leaves
     resumed = run_script("train_vcae.py", *settings, f"--checkpoint={killed}", "--resume=true", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
+    assert not (tmp_path / ".killed.x1y2.tmp.pt").exists() and "removed 1 temporary file" in resumed.stdout
     a, b = (torch.load(p, weights_only=True)["model_state"] for p in (tmp_path / "straight.pt", killed))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_full_disk_is_one_clear_error(tiny, tmp_path):
+    import subprocess
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(full)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        r = run_script("train_vcae.py", f"--data_path={tiny['data']}", f"--checkpoint={full / 'v.pt'}",
+                       f"--out_dir={tmp_path / 'out'}", *argv(**TINY_VAE), cwd=tmp_path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "error: the disk is full:" in r.stderr and "free some space" in r.stderr
+        assert list(full.iterdir()) == []  # no partial checkpoint, no temporary
+    finally:
+        subprocess.run(["umount", str(full)])
