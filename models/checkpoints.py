@@ -6,13 +6,12 @@ Keys: ``model_kind`` and ``model_args`` (see build_model), ``model_state``,
 ``settings`` (the run's resolved settings), ``presets`` (preset files applied), and for
 later stages the paths of the checkpoints and dataset they were trained on.
 """
-import hashlib
 import os
 
 import torch
 
 from utils.errors import UserError
-from utils.runtime import atomic_path
+from utils.runtime import atomic_path, file_digest
 
 
 def build_model(kind, args):
@@ -66,15 +65,6 @@ def load_checkpoint(path, made_by):
         raise UserError(f"{path} holds a {ckpt['model_kind']} from {wrote}, where a checkpoint from "
                         f"{made_by} belongs: pass the file {made_by} wrote")
     return ckpt
-
-
-def file_digest(path):
-    """SHA-256 of a file's bytes (hex): which exact weights a later stage was trained on."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def record_inputs(checkpoint, **inputs):

@@ -2,6 +2,7 @@
 import contextlib
 import errno
 import glob
+import hashlib
 import os
 import random
 import shutil
@@ -130,6 +131,15 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def file_digest(path, algorithm="sha256"):
+    """Hex digest of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_outputs(files=None, folders=None):
