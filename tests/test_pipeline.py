@@ -377,7 +377,8 @@ def test_outputs_that_cannot_be_written_fail_before_the_work(tiny, tmp_path):
         assert "training" not in r.stdout  # stopped before reading the data
 
 
-def test_sigterm_stops_a_run_like_ctrl_c_and_leftovers_are_cleared(tmp_path):
+@pytest.mark.parametrize("name, code, word", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_sigterm_and_ctrl_c_stop_a_run_during_hdf5_writing_and_leftovers_are_cleared(tmp_path, name, code, word):
     import signal
     import subprocess
     import sys
@@ -394,9 +395,9 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_leftovers_are_cleared(tmp_path):
         assert time.time() < deadline and p.poll() is None
         time.sleep(0.05)
     time.sleep(0.5)  # inside the HDF5 writing
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(getattr(signal, name))
     stdout, stderr = p.communicate(timeout=60)
-    assert p.returncode == 143 and stderr.strip().splitlines()[-1] == "terminated"
+    assert p.returncode == code and stderr.strip().splitlines()[-1] == word, stderr
     assert "removed 1 temporary file(s) of" in stdout
     assert list(tmp_path.iterdir()) == []  # neither the output nor any temporary
 

@@ -163,10 +163,25 @@ def check_outputs(files=None, folders=None):
 
 
 def progress(iterable=None, **kwargs):
-    """A tqdm bar that clears itself when done and stays silent when stderr is not a terminal."""
+    """A tqdm bar that clears itself when done and stays silent when stderr is not a
+    terminal. Each step it also stops the run when Ctrl-C or SIGTERM arrived inside a
+    library that swallowed the interrupt (h5py does), instead of working on to the end."""
     from tqdm import tqdm
-    return tqdm(iterable, leave=False, dynamic_ncols=True,
-                disable=None if is_main_process() else True, **kwargs)
+
+    class StoppableBar(tqdm):
+        def __iter__(self):
+            for item in super().__iter__():
+                if stop_requested():
+                    raise KeyboardInterrupt
+                yield item
+
+        def update(self, n=1):
+            if stop_requested():
+                raise KeyboardInterrupt
+            return super().update(n)
+
+    return StoppableBar(iterable, leave=False, dynamic_ncols=True,
+                        disable=None if is_main_process() else True, **kwargs)
 
 
 def all_ranks_sum(*values):
