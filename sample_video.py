@@ -35,7 +35,7 @@ n_sequences = 8  # test windows to predict [1, inf)
 first_sequence = 0  # skip this many test windows [0, inf)
 context = 10  # real frames fed before generating (film: 5) [1, inf)
 horizon = 10  # frames generated from the LSTM's own output (film: 5) [1, inf)
-eval_crops = 1  # film: crops of each test frame scored, left to right (film: 4) [1, inf)
+eval_crops = 1  # film: crops of each test frame scored and sampled, left to right (film: 4) [1, inf)
 temperature = 0.0  # 0 = feed back the predicted mean; > 0 = sample (kl, mdn) at this temperature [0, inf)
 n_eval = 1000  # test windows scored for the metrics report; 0 = none [0, inf)
 eval_batch = 250  # windows per batch while scoring [1, inf)
@@ -104,11 +104,10 @@ def score(model, codec, frames, groups, context, horizon, mean_frame, batch_size
     return {g: {m: a.result() for m, a in methods.items()} for g, methods in acc.items()}
 
 
-def held_out_windows(branch, data_path, steps, frame_skip, first, count, crops=1):
-    """Test windows of ``steps`` frames ``frame_skip`` apart: uint8 (count, steps, C, H, W)
-    and the name of the clip each one comes from. Every start in the test split counts
-    (windows overlap), first window of each clip first; film frames at ``crops`` places."""
-    clips = branch.read_clips(data_path, "test", n_crops=crops)
+def held_out_windows(clips, data_path, steps, frame_skip, first, count):
+    """Windows of ``steps`` frames ``frame_skip`` apart from the test ``clips`` (read from
+    ``data_path``): uint8 (count, steps, C, H, W) and the name of the clip each one comes
+    from. Every start counts (windows overlap), first window of each clip first."""
     index = windows(clips.lengths, clips.cuts, steps, frame_skip)[first:first + count]
     if len(index) == 0:
         raise UserError(f"no test window of {steps} frames {frame_skip} apart (after skipping "
@@ -174,9 +173,9 @@ def main(argv=None):
         continue_video(cfg, model, codec, frame_skip, skip)
         return
 
+    clips = branch.read_clips(data_path, "test", n_crops=cfg.eval_crops)  # read once, for both uses
     if cfg.n_eval > 0:
-        frames, groups = held_out_windows(branch, data_path, context + horizon, frame_skip, 0,
-                                          cfg.n_eval, cfg.eval_crops)
+        frames, groups = held_out_windows(clips, data_path, context + horizon, frame_skip, 0, cfg.n_eval)
         scores = score(model, codec, frames, groups, context, horizon,
                        mean_training_frame(branch, data_path), cfg.eval_batch, cfg.temperature, skip)
         overall = scores.pop("all")
@@ -200,7 +199,7 @@ def main(argv=None):
                   f"{np.mean(s['copy_last']['mse']):.1f}), SSIM {np.mean(s['model']['ssim']):.3f} "
                   f"(copy last {np.mean(s['copy_last']['ssim']):.3f})")
 
-    test, _ = held_out_windows(branch, data_path, context + horizon, frame_skip, cfg.first_sequence,
+    test, _ = held_out_windows(clips, data_path, context + horizon, frame_skip, cfg.first_sequence,
                                cfg.n_sequences)
     predicted = predict(model, codec, test, context, horizon, cfg.temperature, skip)
     write_samples(cfg, prefix, torch.from_numpy(test).float() / 255.0, predicted, context)
