@@ -108,7 +108,9 @@ def atomic_path(path):
             os.remove(old)
         if stale:
             print(f"removed {len(stale)} temporary file(s) of {path} left by an interrupted run")
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=folder)
+    # other ranks' copies are discarded: they go elsewhere, out of rank 0's cleanup of stale ones
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}",
+                               dir=folder if is_main_process() else None)
     os.close(fd)
     try:
         try:
