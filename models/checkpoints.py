@@ -11,7 +11,7 @@ import os
 import torch
 
 from utils.errors import UserError
-from utils.runtime import atomic_path, file_digest
+from utils.runtime import atomic_path, file_digest, to_channels_last
 
 
 def build_model(kind, args):
@@ -22,8 +22,11 @@ def build_model(kind, args):
 
 
 def load_model(ckpt, device="cpu"):
-    """Rebuild the model a checkpoint describes, with its weights, in eval mode."""
+    """Rebuild the model a checkpoint describes, with its weights, in eval mode, in the
+    memory order it was trained in (channels-last convolutions round differently)."""
     model = build_model(ckpt["model_kind"], ckpt["model_args"])
+    if ckpt.get("channels_last"):
+        to_channels_last(model)
     model.load_state_dict(ckpt["model_state"])
     return model.to(device).eval()
 

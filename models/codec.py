@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
 from utils.errors import UserError
-from utils.runtime import progress
+from utils.runtime import progress, to_channels_last
 
 
 def _batched(fn, x, batch_size, desc=None):
@@ -37,12 +37,20 @@ class Codec:
 
     def __init__(self, device, batch_size=1024):
         self.device, self.batch_size = device, batch_size
+        self.models = ()
 
-    @staticmethod
-    def freeze(*models):
+    def freeze(self, *models):
+        """Put ``models`` in eval mode without gradients, as the codec's own."""
         for m in models:
             m.eval().requires_grad_(False)
+        self.models += models
         return models
+
+    def channels_last(self):
+        """The codec's convolutions in channels-last memory order (see to_channels_last)."""
+        for m in self.models:
+            to_channels_last(m)
+        return self
 
     def pixel_loss(self, z, frames, skip_from=None):
         """Reconstruction loss of the frames decoded from ``z`` (B, z_dim) against uint8

@@ -47,7 +47,7 @@ def test_vae_writes_grid_and_loss_history(tiny):
     grid = Image.open(os.path.join(tiny["out"], "mm_vcae_reconstructions.png"))
     assert grid.size == (10 * 66 - 2, 2 * 66 - 2)  # originals on top, reconstructions below
     rows = list(csv.reader(open(os.path.join(tiny["out"], "vae_loss.csv"))))
-    assert rows[0] == ["epoch", "train_loss", "val_loss", "seconds", "train_seconds"] and len(rows) == 2
+    assert rows[0] == ["epoch", "train_loss", "val_loss", "seconds", "train_seconds", "lr"] and len(rows) == 2
     assert 100 < float(rows[1][2]) < 64 * 64  # nats per frame (summed over pixels), finite
     assert Image.open(os.path.join(tiny["out"], "vae_loss.png")).size[0] > 100
 

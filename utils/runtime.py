@@ -196,6 +196,57 @@ def all_ranks_sum(*values):
     return tuple(t.tolist())
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_flags():
+    """The CPU's feature flags (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bfloat16(device):
+    """(whether ``device`` runs bfloat16 matrix products natively, why). CPUs: the
+    AVX512-BF16 or AMX-BF16 instructions (without them oneDNN emulates bfloat16, which
+    trains slower than float32); CUDA: compute capability 8.0 (Ampere) or later; MPS
+    and others: not measured, so no."""
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return major >= 8, f"CUDA compute capability {major}.{minor}, bfloat16 natively from 8.0"
+    if device.type == "cpu":
+        found = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+        if found:
+            return True, f"the CPU has {' and '.join(found)}"
+        return False, "the CPU has neither avx512_bf16 nor amx_bf16"
+    return False, f"bfloat16 has not been measured on {device.type}"
+
+
+def pick_precision(name, device):
+    """``auto`` -> bfloat16 where ``device`` runs it natively (see native_bfloat16), else
+    float32, saying which and why; float32 and bfloat16 are used as given."""
+    if name != "auto":
+        return name
+    native, why = native_bfloat16(device)
+    precision = "bfloat16" if native else "float32"
+    print(f"precision: {precision} (auto: {why})")
+    return precision
+
+
+def to_channels_last(model):
+    """``model``'s convolution weights in channels-last memory order, in place (so an
+    optimizer keeps its parameters): faster convolutions on CPUs, results equal to rounding."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            m.to(memory_format=torch.channels_last)
+    return model
+
+
 def autocast(where, precision):
     """A context that runs forward passes in ``precision``: float32 (no autocast) or
     bfloat16 (torch.autocast on the device ``where`` is, a model or a torch.device: matrix

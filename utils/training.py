@@ -10,7 +10,7 @@ from models.checkpoints import model_spec, resume_state, save_checkpoint
 from utils.errors import UserError
 from utils.images import plot_history, write_history_csv
 from utils.runtime import (all_ranks_sum, autocast, is_main_process, progress, random_state, rank_and_world,
-                           set_random_state)
+                           set_random_state, to_channels_last)
 
 
 class LossStep(torch.nn.Module):
@@ -54,7 +54,7 @@ def lr_factor(step, total, schedule):
 
 def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, checkpoint,
         made_by, out_dir, settings, lr_schedule="constant", grad_clip=0.0, precision="float32",
-        resume=False, extra=None):
+        channels_last=False, resume=False, extra=None):
     """Train ``model`` for ``epochs`` epochs, checkpointing after each one.
 
     Args:
@@ -67,15 +67,20 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
         out_dir: folder for ``<checkpoint stem>_loss.csv`` and ``_loss.png``.
         settings: the run's Settings, stored in the checkpoint (with its presets).
         grad_clip: gradient-norm clipping (0 = off); precision: see autocast.
+        channels_last: convolution weights in channels-last memory order (faster convolutions
+            on CPUs; results equal to rounding). The checkpoint records it for load_model.
         extra: more entries for the checkpoint (e.g. which checkpoint fed this stage).
     Returns:
         the history dict {"epoch", "train_loss", "val_loss", "seconds" (whole epoch),
         "train_seconds" (its training part)}.
     """
-    history = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": [], "train_seconds": []}
+    history = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": [], "train_seconds": [], "lr": []}
+    if channels_last:
+        to_channels_last(model)
     start = 0
     if resume and os.path.isfile(checkpoint):
-        start, history, ckpt = resume_state(checkpoint, model, optimizer, made_by)
+        start, saved, ckpt = resume_state(checkpoint, model, optimizer, made_by)
+        history.update({key: saved.get(key, [""] * start) for key in history})  # older ones lack a column
         if start >= epochs:
             print(f"{checkpoint} is already trained for {start} epochs (--epochs={epochs}): "
                   "nothing to do; raise --epochs to train on")
@@ -120,7 +125,8 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
         seconds = time.time() - began
         for key, value in (("epoch", epoch + 1), ("train_loss", total / max(count, 1)),
                            ("val_loss", val_loss), ("seconds", round(seconds, 2)),
-                           ("train_seconds", round(train_seconds, 3))):
+                           ("train_seconds", round(train_seconds, 3)),
+                           ("lr", optimizer.param_groups[0]["lr"])):
             history[key].append(value)
         if is_main_process():
             tqdm.write(f"{stem} epoch {epoch + 1}/{epochs}: train {history['train_loss'][-1]:.5g}"
@@ -135,6 +141,7 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
             "settings": dict(settings),
             "random_state": random_state(),
             "presets": list(getattr(settings, "presets", ())),
+            "channels_last": channels_last,
             **(extra or {}),
         })
         write_history_csv(os.path.join(out_dir, f"{stem}_loss.csv"), history)
