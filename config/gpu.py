@@ -1,5 +1,5 @@
 """Moving MNIST at the sizes a GPU affords: more stored sequences, the VAE on every
-training frame, a wider two-layer conv LSTM on new sequences every epoch, bfloat16.
+training frame, a wider two-layer conv LSTM on new sequences every epoch.
 Not yet measured. Its files: data/mm_gpu.h5, checkpoints/gpu/, samples/gpu/.
 
     python moving_mnist.py config/gpu.py
@@ -9,7 +9,6 @@ Not yet measured. Its files: data/mm_gpu.h5, checkpoints/gpu/, samples/gpu/.
 """
 data_path = "data/mm_gpu.h5"
 out_dir = "samples/gpu"
-precision = "bfloat16"
 moving_mnist = dict(n_train=20000, out_path="data/mm_gpu.h5",
                     preview_path="samples/gpu/moving_mnist_preview.png")
 train_vcae = dict(checkpoint="checkpoints/gpu/mm_vcae.pt", train_frames=0, epochs=10,

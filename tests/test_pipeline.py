@@ -18,8 +18,8 @@ from models.codec import load_mnist_codec
 from models.lstm import LatentLSTM, sequence_loss
 from tests.conftest import TINY_LSTM, TINY_VAE, argv, run_script
 from utils.errors import UserError
-from utils.runtime import atomic_path, pick_device
-from utils.runtime import autocast
+from utils import runtime, training
+from utils.runtime import atomic_path, autocast, pick_device, pick_precision
 
 CHECKPOINT_KEYS = {"model_kind", "model_args", "model_state", "optimizer_state", "epoch",
                    "history", "best_val_loss", "settings"}
@@ -101,6 +101,57 @@ def test_bfloat16_precision_runs_the_model_in_bfloat16_and_trains_like_float32(t
         assert a != b and abs(a - b) < 0.02 * a  # rounded differently, trained the same
     with pytest.raises(UserError, match="precision"):
         train_vcae.main(argv(data_path=tiny["data"], precision="float16"))
+
+
+def test_precision_auto_picks_bfloat16_only_where_the_hardware_runs_it_natively(tiny, tmp_path,
+                                                                              monkeypatch, capsys):
+    cpu = torch.device("cpu")
+    for flags, expected in (({"avx512f", "avx512_bf16"}, "bfloat16"), ({"amx_bf16"}, "bfloat16"),
+                            ({"avx512f", "avx512bw", "avx2"}, "float32"), (set(), "float32")):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda flags=flags: flags)
+        assert pick_precision("auto", cpu) == expected
+        assert f"precision: {expected} (auto: " in capsys.readouterr().out
+        # a precision named outright is used as given, whatever the CPU
+        assert pick_precision("float32", cpu) == "float32" and pick_precision("bfloat16", cpu) == "bfloat16"
+    for capability, expected in (((8, 0), "bfloat16"), ((9, 0), "bfloat16"), ((7, 5), "float32")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert pick_precision("auto", torch.device("cuda")) == expected
+    assert pick_precision("auto", torch.device("mps")) == "float32"  # not measured there
+    # the stage trains in what auto picked and records it beside the setting
+    for flags, expected in (({"avx512_bf16"}, "bfloat16"), ({"avx2"}, "float32")):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda flags=flags: flags)
+        path = tmp_path / f"{expected}.pt"
+        train_vcae.main(argv(data_path=tiny["data"], checkpoint=path, out_dir=tmp_path, device="cpu",
+                             **TINY_VAE))
+        ckpt = torch.load(path, weights_only=True)
+        assert ckpt["settings"]["precision"] == "auto" and ckpt["precision"] == expected
+    losses = [torch.load(tmp_path / f"{p}.pt", weights_only=True)["history"]["train_loss"][0]
+              for p in ("bfloat16", "float32")]
+    assert losses[0] != losses[1]  # bfloat16 really ran
+
+
+def test_an_interrupted_run_resumed_by_the_same_command_continues_its_schedule(tiny, tmp_path,
+                                                                              monkeypatch):
+    common = dict(data_path=tiny["data"], vae_checkpoint=tiny["vae"], out_dir=tmp_path,
+                  **{**TINY_LSTM, "epochs": 3, "lr_schedule": "cosine"})
+    train_lstm.main(argv(checkpoint=tmp_path / "straight.pt", **common))
+    real_save = training.save_checkpoint
+
+    def save_then_stop(path, state):  # Ctrl-C right after the first epoch's checkpoint
+        real_save(path, state)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_lstm.main(argv(checkpoint=tmp_path / "parts.pt", **common))
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "parts.pt", weights_only=True)["epoch"] == 1
+    train_lstm.main(argv(checkpoint=tmp_path / "parts.pt", resume=True, **common))
+    straight, parts = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("straight", "parts"))
+    lrs = straight["history"]["lr"]
+    assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2] > 0  # the cosine, not restarted on resume
+    assert parts["history"]["lr"] == lrs
+    assert parts["optimizer_state"]["param_groups"][0]["lr"] == straight["optimizer_state"]["param_groups"][0]["lr"]
+    assert all(torch.equal(straight["model_state"][k], parts["model_state"][k]) for k in straight["model_state"])
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny, tmp_path):

@@ -1,0 +1,20 @@
+"""Moving Fashion-MNIST: the Quick start's sizes and settings on Fashion-MNIST's 60,000
+training and 10,000 test images (two bouncing clothing items per sequence instead of two
+digits). Its files: data/moving_fashion.h5, checkpoints/fashion/, samples/fashion/.
+The idx files come from Debian's dataset-fashion-mnist package (or the Fashion-MNIST
+repository, into mnist_dir).
+
+    python moving_mnist.py config/fashion.py
+    python train_vcae.py config/fashion.py
+    python train_lstm.py config/fashion.py
+    python sample_video.py config/fashion.py
+"""
+data_path = "data/moving_fashion.h5"
+out_dir = "samples/fashion"
+moving_mnist = dict(digit_set="fashion", mnist_dir="/usr/share/datasets/fashion-mnist",
+                    out_path="data/moving_fashion.h5",
+                    preview_path="samples/fashion/moving_mnist_preview.png")
+train_vcae = dict(checkpoint="checkpoints/fashion/mm_vcae.pt")
+train_lstm = dict(vae_checkpoint="checkpoints/fashion/mm_vcae.pt",
+                  checkpoint="checkpoints/fashion/mm_lstm.pt")
+sample_video = dict(lstm_checkpoint="checkpoints/fashion/mm_lstm.pt")
