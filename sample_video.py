@@ -39,6 +39,7 @@ eval_crops = 1  # film: crops of each test frame scored and sampled, left to rig
 temperature = 0.0  # 0 = feed back the predicted mean; > 0 = sample (kl, mdn) at this temperature [0, inf)
 n_eval = 1000  # test windows scored for the metrics report; 0 = none [0, inf)
 eval_batch = 250  # windows per batch while scoring [1, inf)
+max_frames = 20000  # film: frames of a split read at once; a longer film is scored on evenly spaced blocks; 0 = all [0, inf)
 video = ""  # a video file to continue instead of the test windows (see video_start)
 video_start = -1  # its first context frame; -1 = the last frames of the file (nothing to score) [-1, inf)
 frames_per_second = 4  # GIF speed (0, inf)
@@ -62,9 +63,10 @@ def predict(model, codec, sequences, context, horizon, temperature=0.0, skip=Fal
     return torch.cat([codec.decode(mean), codec.decode(future, skip_from)], dim=1)
 
 
-def mean_training_frame(branch, data_path):
-    """Pixel-wise mean of (up to 1000 sequences of) the training frames, float (C, H, W) in [0, 1]."""
-    frames = branch.read_clips(data_path, "train", limit=1000).frames
+def mean_training_frame(branch, data_path, max_frames=0):
+    """Pixel-wise mean of (up to 1000 sequences or ``max_frames`` film frames of) the
+    training frames, float (C, H, W) in [0, 1]."""
+    frames = branch.read_clips(data_path, "train", limit=1000, max_frames=max_frames).frames
     total = torch.zeros(frames.shape[1:], dtype=torch.float64)
     for s in range(0, len(frames), 4096):
         total += torch.from_numpy(frames[s:s + 4096]).double().sum(0)
@@ -173,11 +175,12 @@ def main(argv=None):
         continue_video(cfg, model, codec, frame_skip, skip)
         return
 
-    clips = branch.read_clips(data_path, "test", n_crops=cfg.eval_crops)  # read once, for both uses
+    # read once, for both uses
+    clips = branch.read_clips(data_path, "test", n_crops=cfg.eval_crops, max_frames=cfg.max_frames)
     if cfg.n_eval > 0:
         frames, groups = held_out_windows(clips, data_path, context + horizon, frame_skip, 0, cfg.n_eval)
         scores = score(model, codec, frames, groups, context, horizon,
-                       mean_training_frame(branch, data_path), cfg.eval_batch, cfg.temperature, skip)
+                       mean_training_frame(branch, data_path, cfg.max_frames), cfg.eval_batch, cfg.temperature, skip)
         overall = scores.pop("all")
         report = {"context": context, "horizon": horizon, "n_sequences": len(frames),
                   "frame_skip": frame_skip, "eval_crops": cfg.eval_crops, "skip": skip,

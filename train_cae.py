@@ -29,6 +29,7 @@ epochs = 10  # passes over the training frames [1, inf)
 batch_size = 8  # frames per batch [1, inf)
 lr = 1e-3  # Adam learning rate (0, inf)
 grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
+max_frames = 20000  # frames of a split held at once; a longer film is read in blocks, new ones each epoch; 0 = all [0, inf)
 resume = False  # continue from the checkpoint if it exists
 device = "auto"  # auto = cuda, then mps, else cpu
 seed = 1337  # seeds the crops, the initial weights and the batch order
@@ -42,7 +43,8 @@ def main(argv=None):
     check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
-    train_batches, val_batches, val = crop_batches(cfg.data_path, cfg.crop, cfg.batch_size, dev, cfg.seed)
+    train_batches, val_batches, val = crop_batches(cfg.data_path, cfg.crop, cfg.batch_size, dev,
+                                                   cfg.seed, cfg.max_frames)
 
     model = ConvAutoencoder(channels=val.shape[1], image_size=cfg.crop, widths=cfg.widths,
                             bottleneck=cfg.bottleneck, input_dropout=cfg.input_dropout).to(dev)

@@ -26,6 +26,7 @@ epochs = 30  # passes over the training frames [1, inf)
 batch_size = 32  # frames per batch (the original: 128, on a far longer film) [1, inf)
 lr = 3e-3  # Adam learning rate (0, inf)
 grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
+max_frames = 20000  # frames of a split held at once; a longer film is read in blocks, new ones each epoch; 0 = all [0, inf)
 resume = False  # continue from the checkpoint if it exists
 device = "auto"  # auto = cuda, then mps, else cpu
 seed = 1337  # seeds the crops, the initial weights and the batch order
@@ -39,7 +40,8 @@ def main(argv=None):
     dev = pick_device(cfg.device)
     cae = load_model(load_checkpoint(cfg.cae_checkpoint, "train_cae.py"), dev).requires_grad_(False)
     crop = cae.args["image_size"]
-    train_batches, val_batches, val = crop_batches(cfg.data_path, crop, cfg.batch_size, dev, cfg.seed)
+    train_batches, val_batches, val = crop_batches(cfg.data_path, crop, cfg.batch_size, dev,
+                                                   cfg.seed, cfg.max_frames)
 
     model = Deconvolver(channels=cae.args["channels"], widths=cae.args["widths"]).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)

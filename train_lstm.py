@@ -13,6 +13,7 @@ the loss history.
 """
 import functools
 
+import numpy as np
 import torch
 
 from data.branches import BRANCHES
@@ -46,6 +47,7 @@ dropout = 0.0  # dropout on the LSTM's input and between layers (dense: 0.3) [0,
 seq_len = 20  # frames per training window (film: 10) [2, inf)
 frame_skip = 1  # use every n-th frame (film: 3) [1, inf)
 film_crops = 1  # fixed crops per frame encoded for training (film: 3) [1, inf)
+max_frames = 20000  # film: frames of a split held (and encoded) at once; a longer film is read in blocks, new ones each epoch; 0 = all [0, inf)
 train_sequences = 0  # mnist: training sequences to use; 0 = all [0, inf)
 new_sequences = 0  # mnist: draw this many new training sequences every epoch; 0 = off [0, inf)
 epochs = 8  # passes over the training windows [1, inf)
@@ -106,13 +108,17 @@ def main(argv=None):
                         "vector: use --cell=dense, or train the VAE with a spatial Z")
     train = {}  # mean, logvar, index, frames of the training split (or of this epoch's new sequences)
 
+    # a film longer than max_frames is held a part at a time: new blocks of it every epoch
+    partial = 0 < cfg.max_frames < branch.frame_count(cfg.data_path, "train")
+
     def load_train(epoch):
         if cfg.new_sequences:
             clips = sequence_clips(new_mnist_sequences(cfg.data_path, cfg.new_sequences,
                                                        [cfg.seed, 2, epoch]))
         else:
             clips = branch.read_clips(cfg.data_path, "train", n_crops=cfg.film_crops,
-                                      limit=cfg.train_sequences)
+                                      limit=cfg.train_sequences, max_frames=cfg.max_frames,
+                                      rng=np.random.default_rng([cfg.seed, 3, epoch]) if partial else None)
         train.update(zip(("mean", "logvar", "index", "frames"),
                          encode_windows(codec, cfg, "train", mirrored(clips) if cfg.augment else clips,
                                          precision)))
@@ -121,9 +127,11 @@ def main(argv=None):
         return [train["index"]]
 
     val_mean, val_logvar, val_index, val_frames = encode_windows(
-        codec, cfg, "test", branch.read_clips(cfg.data_path, "test"), precision)
-    stored = None if cfg.new_sequences else load_train(0)  # the stored split, encoded once for every epoch
+        codec, cfg, "test", branch.read_clips(cfg.data_path, "test", max_frames=cfg.max_frames), precision)
+    # the stored split, encoded once for every epoch
+    stored = None if cfg.new_sequences or partial else load_train(0)
     train_data = (f"{cfg.new_sequences} new training sequences per epoch" if cfg.new_sequences
+                  else f"training windows from {cfg.max_frames} frames drawn anew each epoch" if partial
                   else f"{len(train['index'])} training windows")
     print(f"{train_data} and {len(val_index)} validation windows of {cfg.seq_len} latent codes "
           f"(z_dim {codec.z_dim}, frame skip {cfg.frame_skip}) on {dev}; {cfg.cell} LSTM, loss on "

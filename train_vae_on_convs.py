@@ -35,6 +35,7 @@ epochs = 15  # passes over the training frames [1, inf)
 batch_size = 32  # frames per batch [1, inf)
 lr = 1e-3  # Adam learning rate (the original: 1e-5, on a far longer film) (0, inf)
 grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
+max_frames = 20000  # frames of a split held at once; a longer film is read in blocks, new ones each epoch; 0 = all [0, inf)
 resume = False  # continue from the checkpoint if it exists
 device = "auto"  # auto = cuda, then mps, else cpu
 seed = 1337  # seeds the crops, the initial weights and the batch order
@@ -52,7 +53,8 @@ def main(argv=None):
     check_lineage(deconv_ckpt, cfg.deconv_checkpoint, "cae_checkpoint", cfg.cae_checkpoint, "train_deconv.py")
     deconv = load_model(deconv_ckpt, dev)
     train_batches, val_batches, val = crop_batches(cfg.data_path, cae.args["image_size"],
-                                                   cfg.batch_size, dev, cfg.seed)
+                                                   cfg.batch_size, dev, cfg.seed,
+                                                   cfg.max_frames)
 
     if cfg.latent_channels:
         model = FeatureConvVAE(feature_shape=cae.feature_shape, latent_channels=cfg.latent_channels,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from data.film import MADE_BY as FILM_MADE_BY
-from data.sequences import MNIST_MADE_BY, film_clips, mnist_clips
+from data.sequences import MNIST_MADE_BY, film_clips, film_frame_count, mnist_clips, mnist_frame_count
 from models.codec import load_film_codec, load_mnist_codec
 
 
@@ -30,7 +30,8 @@ class Branch:
     eval_crops: int  # crops per test frame sample_video.py scores
     sample_prefix: str  # sample_video.py's file names
     metrics_name: str  # sample_video.py's report: <metrics_name>.json/.csv/.png
-    read_clips: Callable  # (data_path, split, n_crops=1, limit=0) -> clips (see data/sequences.py)
+    read_clips: Callable  # (data_path, split, n_crops=1, limit=0, max_frames=0, rng=None) -> clips (data/sequences.py)
+    frame_count: Callable  # (data_path, split) -> frames in the split, read without them
     load_codec: Callable  # (encoder checkpoint, device) -> Codec (see models/codec.py)
 
     def lstm_defaults(self):
@@ -51,13 +52,15 @@ BRANCHES = {
     "mnist": Branch(name="mnist", made_by=MNIST_MADE_BY, data_path="data/moving_mnist.h5",
                     encoder_checkpoint="checkpoints/mm_vcae.pt",
                     lstm_checkpoint="checkpoints/mm_lstm.pt", seq_len=20, frame_skip=1,
-                    batch_size=32, context=10, horizon=10, cell="conv", skip=False, augment=False, training_crops=1, eval_crops=1,
+                    batch_size=32, context=10, horizon=10, cell="conv", skip=False, augment=False,
+                    training_crops=1, eval_crops=1,
                     sample_prefix="mm_sample", metrics_name="metrics",
-                    read_clips=mnist_clips, load_codec=load_mnist_codec),
+                    read_clips=mnist_clips, frame_count=mnist_frame_count, load_codec=load_mnist_codec),
     "film": Branch(name="film", made_by=FILM_MADE_BY, data_path="data/film.h5",
                    encoder_checkpoint="checkpoints/film_vae_on_convs.pt",
                    lstm_checkpoint="checkpoints/film_lstm.pt", seq_len=10, frame_skip=3,
-                   batch_size=16, context=5, horizon=5, cell="conv", skip=True, augment=False, training_crops=3, eval_crops=4,
+                   batch_size=16, context=5, horizon=5, cell="conv", skip=True, augment=False,
+                   training_crops=3, eval_crops=4,
                    sample_prefix="film_sample", metrics_name="film_metrics",
-                   read_clips=film_clips, load_codec=load_film_codec),
+                   read_clips=film_clips, frame_count=film_frame_count, load_codec=load_film_codec),
 }

@@ -16,17 +16,28 @@ def read_frames(path, split, made_by, max_sequences=0):
     """All (or the first ``max_sequences``) sequences of ``split`` as a uint8 array
     (N, T, C, H, W), read in one contiguous slice."""
     def frames(f):
-        data = f.get(f"{split}/frames")
-        if not isinstance(data, h5py.Dataset):
-            raise UserError(f"{path} has no {split}/frames dataset: it was not written by "
-                            f"{made_by}; run {made_by} again")
-        if data.dtype != np.uint8 or data.ndim != 5:
-            raise UserError(f"{path}: {split}/frames is {data.dtype} {data.shape}; expected uint8 pixels "
-                            f"(sequences, time, channels, height, width): run {made_by} again")
-        if len(data) == 0 or 0 in data.shape:
-            raise UserError(f"{path} has no {split} sequences: run {made_by} with more of them")
+        data = _checked(f, path, split, made_by)
         return data[:len(data) if max_sequences <= 0 else min(max_sequences, len(data))]
     return _read(path, made_by, frames)
+
+
+def split_shape(path, split, made_by):
+    """The shape (N, T, C, H, W) of ``split``'s frames, without reading them."""
+    return _read(path, made_by, lambda f: _checked(f, path, split, made_by).shape)
+
+
+def _checked(f, path, split, made_by):
+    """The ``split``/frames dataset of the open file ``f``, checked for its layout."""
+    data = f.get(f"{split}/frames")
+    if not isinstance(data, h5py.Dataset):
+        raise UserError(f"{path} has no {split}/frames dataset: it was not written by "
+                        f"{made_by}; run {made_by} again")
+    if data.dtype != np.uint8 or data.ndim != 5:
+        raise UserError(f"{path}: {split}/frames is {data.dtype} {data.shape}; expected uint8 pixels "
+                        f"(sequences, time, channels, height, width): run {made_by} again")
+    if len(data) == 0 or 0 in data.shape:
+        raise UserError(f"{path} has no {split} sequences: run {made_by} with more of them")
+    return data
 
 
 def read_attrs(path, made_by):

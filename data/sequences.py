@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from data.bouncing import generate, resize_digits
-from data.film import read_clips
-from data.h5 import read_attrs, read_frames
+from data.film import read_clips, split_frames
+from data.h5 import read_attrs, read_frames, split_shape
 from data.mnist_digits import load_digits
 from utils.errors import UserError
 
@@ -28,18 +28,21 @@ class Clips(NamedTuple):
     names: list  # per clip, where it came from (a source file and crop, or a sequence)
 
 
-def mnist_clips(data_path, split, n_crops=1, limit=0):
+def mnist_clips(data_path, split, n_crops=1, limit=0, max_frames=0, rng=None):
     """Moving MNIST sequences of ``split`` (all, or the first ``limit``) as Clips.
-    ``n_crops`` is accepted for a common signature with film_clips; frames are not cropped."""
+    ``n_crops``, ``max_frames`` and ``rng`` are accepted for a common signature with
+    film_clips; frames are not cropped."""
     return sequence_clips(read_frames(data_path, split, MNIST_MADE_BY, limit))
 
 
-def film_clips(data_path, split, n_crops=1, limit=0, crop=64):
+def film_clips(data_path, split, n_crops=1, limit=0, max_frames=0, rng=None, crop=64):
     """Film frames of ``split`` as clips, cropped to crop x crop: ``n_crops`` evenly spaced
-    crops per file (1 = the centre crop), each its own clip, named after the file.
-    ``limit`` is accepted for a common signature with mnist_clips; all frames are read."""
+    crops per file (1 = the centre crop), each its own clip, named after the file. A split
+    of more than ``max_frames`` frames is read in part: blocks drawn by ``rng``, or evenly
+    spaced without one (see data/film.py read_clips). ``limit`` is accepted for a common
+    signature with mnist_clips."""
     frames, lengths, cuts, names = [], [], [], []
-    for clip in read_clips(data_path, split):
+    for clip in read_clips(data_path, split, max_frames, rng):
         f = clip["frames"]
         if not len(f):
             continue
@@ -59,6 +62,15 @@ def film_clips(data_path, split, n_crops=1, limit=0, crop=64):
     if not frames:
         raise UserError(f"{data_path} has no {split} frames")
     return Clips(np.concatenate(frames), lengths, cuts, names)
+
+
+def mnist_frame_count(data_path, split):
+    """Frames in the Moving MNIST ``split`` (sequences x frames per sequence)."""
+    n, t = split_shape(data_path, split, MNIST_MADE_BY)[:2]
+    return n * t
+
+
+film_frame_count = split_frames
 
 
 def mirrored(clips):

@@ -15,14 +15,19 @@ from utils.runtime import progress, to_channels_last
 
 
 def _batched(fn, x, batch_size, desc=None):
-    """Apply ``fn`` to rows of ``x`` in batches; concatenate the (tuple of) outputs on the CPU."""
-    outs = []
+    """Apply ``fn`` to rows of ``x`` in batches; the (tuple of) outputs are written into
+    tensors on the CPU allocated once, so memory holds the result and one batch, never a
+    second copy of it."""
+    outs = None
     starts = range(0, len(x), batch_size)
     for s in (progress(starts, desc=desc) if desc else starts):
         out = fn(x[s:s + batch_size])
-        outs.append(tuple(o.cpu() for o in (out if isinstance(out, tuple) else (out,))))
-    joined = tuple(torch.cat(parts) for parts in zip(*outs))
-    return joined if len(joined) > 1 else joined[0]
+        out = out if isinstance(out, tuple) else (out,)
+        if outs is None:
+            outs = tuple(torch.empty((len(x),) + o.shape[1:], dtype=o.dtype) for o in out)
+        for whole, part in zip(outs, out):
+            whole[s:s + len(part)] = part
+    return outs if len(outs) > 1 else outs[0]
 
 
 class Codec:

@@ -321,3 +321,65 @@ def test_a_film_file_without_its_split_attributes_is_one_clear_error(tmp_path):
         del f["clips/000"].attrs["train_end"]
     with pytest.raises(UserError, match="clips/000 lacks train_end: it was not written by extract_pulp_frames.py"):
         train_cae.main(argv(data_path=out, checkpoint=tmp_path / "c.pt", out_dir=tmp_path))
+
+
+def test_a_film_longer_than_max_frames_is_held_in_blocks_drawn_anew_each_epoch(film, tmp_path, monkeypatch):
+    import data.film
+    import data.sequences
+    from models.codec import Codec
+    monkeypatch.setattr(data.film, "BLOCK", 4)
+    # read_clips: max_frames of the split in runs of BLOCK frames, the same bytes as a whole read
+    whole = {c["source"]: c["frames"] for c in data.film.read_clips(film["data"], "train")}
+    assert sum(len(f) for f in whole.values()) == 24 + 18  # more than the 8 frames allowed below
+    drawn = data.film.read_clips(film["data"], "train", 8, np.random.default_rng(0))
+    assert len(drawn) == 2 and all(len(c["frames"]) <= 4 for c in drawn)  # a file's last run may be short
+    for c in drawn:
+        source = whole[c["source"]]
+        assert any(np.array_equal(source[s:s + 4], c["frames"]) for s in range(0, len(source), 4))
+    spaced, again = (data.film.read_clips(film["data"], "train", 8) for _ in range(2))
+    assert len(spaced) == 2 and all(np.array_equal(a["frames"], b["frames"]) for a, b in zip(spaced, again))
+    assert spaced[0]["source"] != spaced[1]["source"]  # evenly spaced over the whole split
+    # the LSTM stage: each epoch encodes at most max_frames x crops frames, in batches, and
+    # the epochs see different blocks
+    encoded, batch_rows, held = [], [], []
+    real_encode, real_read = Codec.encode, data.sequences.read_clips
+
+    def encode(self, sequences, desc=None):
+        encoded.append(sequences.shape[0] * sequences.shape[1])
+        return real_encode(self, sequences, desc)
+
+    def read(*args, **kwargs):
+        clips = real_read(*args, **kwargs)
+        held.append([c["frames"] for c in clips])
+        return clips
+    monkeypatch.setattr(Codec, "encode", encode)
+    monkeypatch.setattr(data.sequences, "read_clips", read)
+    lstm = tmp_path / "lstm.pt"
+    train_lstm.main(argv(dataset="film", data_path=film["data"], vae_checkpoint=film["vae"],
+                         checkpoint=lstm, out_dir=tmp_path, hidden=4, seq_len=3, train_context=2,
+                         frame_skip=1, epochs=2, max_frames=8, film_crops=2))
+    assert len(encoded) == 3 and max(encoded) <= 8 * 2  # the test split once, then one draw per epoch
+    assert len(held) == 3 and all(sum(map(len, h)) <= 8 for h in held)
+    assert [f.tobytes() for f in held[1]] != [f.tobytes() for f in held[2]]  # new blocks in epoch 2
+    # the codec stages: training frames drawn anew each epoch, never more than max_frames
+    sizes = []
+    real_tensor = data.film.frame_tensor
+
+    def tensor(*args, **kwargs):
+        out = real_tensor(*args, **kwargs)
+        sizes.append(len(out))
+        return out
+    monkeypatch.setattr(data.film, "frame_tensor", tensor)
+    train_cae.main(argv(data_path=film["data"], checkpoint=tmp_path / "cae.pt", out_dir=tmp_path,
+                        widths="4,8", epochs=2, max_frames=8))
+    assert sizes == [8, 8, 8]  # the test frames once, then the training frames of each epoch
+
+
+def test_encoding_runs_in_batches_into_one_output(film, monkeypatch):
+    codec = load_film_codec(film["vae"], "cpu")
+    codec.batch_size = 5
+    rows, real = [], codec.encode_batch
+    monkeypatch.setattr(codec, "encode_batch", lambda x: rows.append(len(x)) or real(x))
+    frames = np.zeros((1, 12, 3, 64, 64), np.uint8)
+    mean, logvar = codec.encode(frames)
+    assert rows == [5, 5, 2] and mean.shape == logvar.shape == (1, 12, codec.z_dim)
