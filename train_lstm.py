@@ -37,6 +37,7 @@ components = 5  # mdn: Gaussian components per Z dimension [1, inf)
 diffs = True  # predict the change of Z between frames, added to the last Z
 rollout = True  # after train_context true frames, feed the LSTM its own predictions
 skip = False  # decode predictions as the last context frame plus the decoded change (film: True)
+warp = False  # predict frames as the last context frame moved by flows the conv LSTM predicts on Z's grid
 augment = False  # also train on mirrored frames and on windows played backwards
 train_context = 10  # true frames before the predicted ones (film: 5) [1, inf)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
@@ -93,6 +94,8 @@ def main(argv=None):
     if (cfg.rollout or cfg.pixel_frames) and cfg.train_context >= cfg.seq_len:
         raise UserError(f"--train_context {cfg.train_context} must be below --seq_len "
                         f"{cfg.seq_len}, so that some frames are predicted")
+    if cfg.warp and cfg.cell != "conv":
+        raise UserError("--warp predicts flows on a spatial Z: use it with --cell=conv")
     if cfg.new_sequences and cfg.dataset != "mnist":
         raise UserError("--new_sequences draws new Moving MNIST sequences: use it with --dataset=mnist")
     check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
@@ -139,7 +142,8 @@ def main(argv=None):
     model = LatentLSTM(z_dim=codec.z_dim, hidden=cfg.hidden, layers=cfg.layers,
                        dropout=cfg.dropout, output={"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[cfg.loss],
                        components=cfg.components, diffs=cfg.diffs,
-                       latent_shape=codec.latent_shape if cfg.cell == "conv" else None).to(dev)
+                       latent_shape=codec.latent_shape if cfg.cell == "conv" else None,
+                       flow=cfg.warp).to(dev)
     if cfg.skip:  # start from "no change": with the skip, exactly a copy of the last frame
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)

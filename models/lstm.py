@@ -12,6 +12,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 OUTPUTS = ("mean", "gaussian", "mdn")
 CELLS = {  # each cell's default size and dropout (measured: no input dropout for the conv cell)
@@ -76,18 +77,25 @@ class LatentLSTM(nn.Module):
         diffs: predict the change of Z (z[t+1] - z[t]) and add it to z[t].
         latent_shape: (C, h, w) of a spatial Z: a convolutional LSTM with ``hidden``
             channels per layer and 1x1-conv heads; None: a dense LSTM.
+        flow: (spatial Z only) a second head predicts, on Z's grid, how far each part of
+            the frame moves to the next one (in pixels; see warp): frames are then
+            predicted by moving the last one, not by decoding Z. It starts at zero, a
+            copy of the last frame.
     """
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
-                 diffs=False, latent_shape=None):
+                 diffs=False, latent_shape=None, flow=False):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if latent_shape is not None and math.prod(latent_shape) != z_dim:
             raise ValueError(f"latent_shape {tuple(latent_shape)} does not hold z_dim {z_dim} numbers")
+        if flow and latent_shape is None:
+            raise ValueError("flow needs a spatial Z (latent_shape)")
         self.args = dict(z_dim=z_dim, hidden=hidden, layers=layers, dropout=dropout, output=output,
                          components=components, diffs=diffs,
-                         latent_shape=None if latent_shape is None else list(latent_shape))
+                         latent_shape=None if latent_shape is None else list(latent_shape), flow=flow)
+        self.flow = flow
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
         self.latent_shape = None if latent_shape is None else tuple(latent_shape)
         self.input_dropout = nn.Dropout(dropout)
@@ -101,6 +109,10 @@ class LatentLSTM(nn.Module):
             self.lstm = ConvLSTM(self.latent_shape, hidden, layers, dropout)
             state_shape = (layers, 1, hidden) + self.latent_shape[1:]
             self.head = nn.Conv2d(hidden, self.latent_shape[0] * self.per_dim, 1)
+            if flow:
+                self.flow_head = nn.Conv2d(hidden, 2, 1)
+                nn.init.zeros_(self.flow_head.weight)
+                nn.init.zeros_(self.flow_head.bias)
         # learned initial states, as in the original
         self.h0 = nn.Parameter(torch.zeros(state_shape))
         self.c0 = nn.Parameter(torch.zeros(state_shape))
@@ -133,16 +145,21 @@ class LatentLSTM(nn.Module):
         h, state = self.lstm(self.input_dropout(z), state)
         raw = self._head(h)
         base = z if self.diffs else 0.0
+        extra = {}
+        if self.flow:  # (B, T, 2, h, w): x and y displacement in pixels
+            b, t = h.shape[:2]
+            grid = self.latent_shape[1:]
+            extra["flow"] = self.flow_head(h.reshape(b * t, -1, *grid)).view(b, t, 2, *grid)
         if self.output == "mean":
-            return {"mean": raw + base}, state
+            return {"mean": raw + base, **extra}, state
         if self.output == "gaussian":
             mean, log_sigma = raw.chunk(2, dim=-1)
-            return {"mean": mean + base, "log_sigma": bounded_log_sigma(log_sigma)}, state
+            return {"mean": mean + base, "log_sigma": bounded_log_sigma(log_sigma), **extra}, state
         logits, means, log_sigmas = raw.unflatten(-1, (self.z_dim, 3 * self.k)).chunk(3, dim=-1)
         means = means + (z.unsqueeze(-1) if self.diffs else 0.0)
         weights = torch.softmax(logits, dim=-1)
         return {"mean": (weights * means).sum(-1), "logits": logits, "means": means,
-                "log_sigmas": bounded_log_sigma(log_sigmas)}, state
+                "log_sigmas": bounded_log_sigma(log_sigmas), **extra}, state
 
     def unroll(self, z, context):
         """Teacher-forced on z[:, :context], then fed its own predicted means.
@@ -157,18 +174,22 @@ class LatentLSTM(nn.Module):
         return {k: torch.cat([s[k] for s in steps], dim=1) for k in steps[0]}
 
     @torch.no_grad()
-    def rollout(self, context, horizon, temperature=0.0, generator=None):
+    def rollout(self, context, horizon, temperature=0.0, generator=None, flows=False):
         """Prime on ``context`` (B, K, z_dim), then generate ``horizon`` steps, feeding back
         its own prediction: the mean at temperature 0, else (mdn, gaussian) a sample drawn
-        at that temperature. Returns Z of frames K+1..K+horizon, (B, horizon, z_dim)."""
+        at that temperature. Returns Z of frames K+1..K+horizon, (B, horizon, z_dim), and
+        with ``flows`` also each step's flow (B, horizon, 2, h, w)."""
         out, state = self(context)
         step = self.draw(out, temperature, generator)[:, -1:]
-        steps = [step]
+        steps, moves = [step], [out["flow"][:, -1:]] if flows else []
         for _ in range(horizon - 1):
             out, state = self(step, state)
             step = self.draw(out, temperature, generator)
             steps.append(step)
-        return torch.cat(steps, dim=1)
+            if flows:
+                moves.append(out["flow"])
+        z = torch.cat(steps, dim=1)
+        return (z, torch.cat(moves, dim=1)) if flows else z
 
     def draw(self, out, temperature, generator=None):
         """The next Z from a prediction: its mean when temperature is 0 (for mdn at a
@@ -192,6 +213,29 @@ def mdn_sample(out, temperature, generator=None):
     sigma = out["log_sigmas"].gather(-1, pick).squeeze(-1).exp()
     noise = torch.randn(mean.shape, generator=generator, device=mean.device)
     return mean + math.sqrt(temperature) * sigma * noise
+
+
+def warp(frames, flow):
+    """Frames (B, C, H, W) moved by ``flow`` (B, 2, h, w): each pixel p takes the value at
+    p + flow(p) (x, then y, in pixels; bilinear), the flow given on a coarser grid (Z's)
+    and upsampled bilinearly. Pixels fetched from beyond the edge repeat the edge."""
+    b, _, height, width = frames.shape
+    flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=frames.dtype, device=frames.device),
+                            torch.arange(width, dtype=frames.dtype, device=frames.device), indexing="ij")
+    grid = torch.stack([(xs + flow[:, 0] + 0.5) * (2.0 / width) - 1.0,
+                        (ys + flow[:, 1] + 0.5) * (2.0 / height) - 1.0], dim=-1)
+    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def warp_rollout(last, flows):
+    """The frames after ``last`` (B, C, H, W), each the one before moved by its step's flow
+    ``flows`` (B, T, 2, h, w): (B, T, C, H, W)."""
+    frames, out = last, []
+    for t in range(flows.shape[1]):
+        frames = warp(frames, flows[:, t])
+        out.append(frames)
+    return torch.stack(out, dim=1)
 
 
 def latent_mse(pred_mean, target_mean):
@@ -245,9 +289,19 @@ def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_fr
             ones on Z; 0 scores all of them on Z.
         skip: decode the pixel-scored predictions from the last context frame (see
             Codec.skip_decode).
+    A model with a flow head is scored on Z at every step, plus in pixels: the last
+    context frame moved step by step by the predicted flows (see warp_rollout) against
+    the true frames (squared error summed over each frame's pixels in [0, 1]).
     """
     mean, logvar, index = batch
     out = model.unroll(mean, context if rollout else mean.shape[1])
+    if getattr(model, "flow", False):
+        first = context - 1
+        last = frames[index[:, first].cpu()].to(mean.device).float() / 255.0
+        moved = warp_rollout(last, out["flow"][:, first:])
+        target = frames[index[:, first + 1:].flatten().cpu()].to(mean.device).float().div_(255.0)
+        pixels = (moved - target.view_as(moved)).pow(2).flatten(2).sum(-1).mean()
+        return prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss) + pixels
     if not pixel_frames:
         return prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss)
     first = context - 1  # out[:, first] predicts the first frame after the context

@@ -383,3 +383,37 @@ def test_encoding_runs_in_batches_into_one_output(film, monkeypatch):
     frames = np.zeros((1, 12, 3, 64, 64), np.uint8)
     mean, logvar = codec.encode(frames)
     assert rows == [5, 5, 2] and mean.shape == logvar.shape == (1, 12, codec.z_dim)
+
+
+def test_warp_moves_pixels_by_the_flow_and_repeats_the_edge():
+    from models.lstm import warp, warp_rollout
+    frames = torch.arange(32.0).view(2, 1, 4, 4)
+    assert torch.equal(warp(frames, torch.zeros(2, 2, 2, 2)), frames)  # no flow: the frame itself
+    right = torch.zeros(2, 2, 2, 2)
+    right[:, 0] = 1.0  # every pixel takes its right neighbour's value: the picture moves left
+    moved = warp(frames, right)
+    assert torch.equal(moved[..., :3], frames[..., 1:]) and torch.equal(moved[..., 3], frames[..., 3])
+    steps = warp_rollout(frames, right[:, None].expand(2, 3, 2, 2, 2))
+    assert steps.shape == (2, 3, 1, 4, 4) and torch.equal(steps[:, 1, ..., :2], frames[..., 2:])
+
+
+def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, tmp_path):
+    from models.lstm import LatentLSTM
+    common = dict(dataset="film", data_path=film["data"], vae_checkpoint=film["vae"], out_dir=tmp_path,
+                  hidden=8, seq_len=4, train_context=2, frame_skip=2)
+    train_lstm.main(argv(checkpoint=tmp_path / "w.pt", warp=True, epochs=1, **common))
+    ckpt = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert ckpt["model_args"]["flow"] is True and ckpt["model_state"]["flow_head.weight"].abs().sum() > 0
+    codec = load_film_codec(film["vae"], "cpu")
+    untrained = LatentLSTM(z_dim=codec.z_dim, hidden=8, layers=1, dropout=0.0, output="gaussian",
+                           diffs=True, latent_shape=codec.latent_shape, flow=True).eval()
+    from data.sequences import film_clips
+    window = film_clips(film["data"], "test").frames[None, :4]
+    predicted = sample_video.predict(untrained, codec, window, 2, 2)
+    last = torch.from_numpy(window[:, 1]).float() / 255.0
+    assert torch.allclose(predicted[:, 2:], last[:, None].expand(-1, 2, -1, -1, -1), atol=1e-6)
+    sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "w.pt", out_dir=tmp_path / "s",
+                           context=2, horizon=2, n_sequences=1, eval_crops=1))
+    assert (tmp_path / "s" / "film_sample_000.gif").exists()
+    with pytest.raises(UserError, match="--warp predicts flows on a spatial Z"):
+        train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=True, cell="dense", **common))

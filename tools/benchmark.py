@@ -14,11 +14,21 @@ Figures, with the floor each is held to:
   ratio to a threaded raw decode is printed beside it (what the work around decoding costs); extract_memory_ratio: its peak traced memory on a 10x longer
   video over the short one (target <= 1.2).
 - sample_video: GIFs per second and seconds to the first GIF.
-- models: parameter count and the GFLOP/s a bare training loop achieves.
+- models: parameter count and the GFLOP/s a bare training loop achieves under the default
+  precision and memory layout.
+- speed_options: training steps per second of the Moving MNIST VAE and LSTM with
+  bfloat16 autocast over float32 and with channels-last over contiguous convolutions
+  (what precision=auto and channels_last decide), and which precision auto picks here.
+- film_memory: peak resident memory of every film stage (its own process) on a synthetic
+  video four times longer than another, both longer than the stages' max_frames; with
+  the frames held in blocks, film_memory_ratio (long over short, largest over the
+  stages) stays near 1 (target <= 1.2), however long the film.
 """
 import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -42,6 +52,7 @@ from models.codec import load_mnist_codec
 from models.lstm import sequence_loss
 from models.vcae import vae_loss
 from models.film import pixel_mse
+from utils.runtime import autocast, pick_precision
 from utils.settings import Settings
 
 
@@ -98,17 +109,18 @@ def bench_generation(folder):
         "whole_script_sequences_per_second": n_fast / t_script}
 
 
-def bare_loop(model, loss_fn, batches, lr, grad_clip, warm_up=True):
+def bare_loop(model, loss_fn, batches, lr, grad_clip, precision="float32", warm_up=True):
     """The same optimisation steps on tensors already in memory: no reading, no logging.
     A first pass over two batches warms up (the script's timed epoch is its second)."""
     if warm_up:
-        bare_loop(model, loss_fn, batches[:2], lr, grad_clip, warm_up=False)
+        bare_loop(model, loss_fn, batches[:2], lr, grad_clip, precision, warm_up=False)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     began = time.perf_counter()
     for batch in batches:
-        loss = loss_fn(model, batch)
+        with autocast(model, precision):
+            loss = loss_fn(model, batch).float()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
@@ -143,13 +155,15 @@ def script_rate(ckpt_path, n_items):
 
 def compare(name, ckpt_path, n_items, loss_fn, batches, cfg_lr, cfg_clip, results, models):
     rate, ckpt = script_rate(ckpt_path, n_items)
-    model = load_model(ckpt).train()
-    seconds = bare_loop(model, loss_fn, batches, cfg_lr, cfg_clip)
+    model = load_model(ckpt).train()  # in the memory layout it was trained in
+    seconds = bare_loop(model, loss_fn, batches, cfg_lr, cfg_clip, ckpt.get("precision", "float32"))
     bare_rate = n_items / seconds
     results[name] = rate / bare_rate
     flops = flops_per_step(model, loss_fn, batches[0]) * len(batches)
     models[ckpt["model_kind"]] = {"parameters": sum(p.numel() for p in model.parameters()),
-                                  "gflops_per_second": flops / seconds / 1e9}
+                                  "gflops_per_second": flops / seconds / 1e9,
+                                  "precision": ckpt.get("precision", "float32"),
+                                  "channels_last": bool(ckpt.get("channels_last"))}
 
 
 def float_batches(tensor, batch_size, scale, shift=0.0):
@@ -246,6 +260,54 @@ def bench_sampling(folder, lstm):
     return {"gifs_per_second": 8 / t_all, "seconds_to_first_gif": t_first}
 
 
+def peak_memory(script, *args):
+    """Peak resident memory (MiB) of ``script`` run as its own process."""
+    process = subprocess.Popen([sys.executable, script, *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"{script} {' '.join(args)} failed: {process.stderr.read()[-2000:]}")
+    return usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def bench_film_memory(folder, lengths=(1000, 4000), max_frames=512):
+    """Every film stage on two synthetic videos (frames of 64 x 114, one cut each), both
+    longer than ``max_frames``: peak memory of each stage on each, one epoch each."""
+    from data.synthetic import write_video
+    peaks = {}
+    for n in lengths:
+        d = f"{folder}/mem{n}"
+        video = write_video(f"{d}.mp4", n, width=228, height=128, cut_at=n // 2)
+        common = [f"--data_path={d}.h5", f"--out_dir={d}", "--epochs=1", f"--max_frames={max_frames}"]
+        cae, deconv, vae, lstm = (f"--{k}={d}/{k}.pt" for k in ("cae_checkpoint", "deconv_checkpoint",
+                                                                   "vae_checkpoint", "lstm_checkpoint"))
+        runs = {"extract_pulp_frames.py": [f"--video={video}", f"--out_path={d}.h5", "--preview_path="],
+                "train_cae.py": common + [f"--checkpoint={d}/cae_checkpoint.pt"],
+                "train_deconv.py": common + [cae, f"--checkpoint={d}/deconv_checkpoint.pt"],
+                "train_vae_on_convs.py": common + [cae, deconv, f"--checkpoint={d}/vae_checkpoint.pt"],
+                "train_lstm.py": common + ["--dataset=film", vae, f"--checkpoint={d}/lstm_checkpoint.pt",
+                                           "--film_crops=1"],
+                "sample_video.py": ["--dataset=film", lstm, f"--out_dir={d}", "--n_sequences=2",
+                                    "--n_eval=100", f"--max_frames={max_frames}"]}
+        for script, args in runs.items():
+            peaks.setdefault(script, []).append(round(peak_memory(script, *args)))
+    ratio = max(long / short for short, long in peaks.values())
+    return ratio, {"frames": list(lengths), "max_frames": max_frames, "peak_mib": peaks}
+
+
+def bench_speed_options():
+    """bfloat16 over float32 and channels-last over contiguous steps per second, for the
+    Moving MNIST VAE and LSTM (tools/speed_options.py's measurements)."""
+    from tools.speed_options import lstm_setup, steps_per_second, vae_setup
+    out = {"auto_precision": pick_precision("auto", torch.device("cpu"))}
+    for name, setup in (("train_vcae", vae_setup), ("train_lstm", lstm_setup)):
+        base = steps_per_second(*setup())[0]
+        out[name] = {"bfloat16_ratio": steps_per_second(*setup(), bf16=True)[0] / base,
+                     "channels_last_ratio": steps_per_second(*setup(torch.channels_last))[0] / base}
+    return out
+
+
 def main():
     began = time.time()
     report = {"torch": torch.__version__, "threads": torch.get_num_threads()}
@@ -255,6 +317,8 @@ def main():
         lstm = bench_training(folder, report["train_loop_ratio"], report["models"])
         report["extract_decode_ratio"], report["extract_memory_ratio"], report["extract"] = bench_extract(folder)
         report["sample_video"] = bench_sampling(folder, lstm)
+        report["film_memory_ratio"], report["film_memory"] = bench_film_memory(folder)
+    report["speed_options"] = bench_speed_options()
     report["seconds"] = round(time.time() - began, 1)
     with open("benchmark.json", "w") as f:
         json.dump(report, f, indent=1)
@@ -265,8 +329,17 @@ def main():
              ("extract_memory_ratio (<= 1.2)", f"{report['extract_memory_ratio']:.2f}"),
              ("sample_video GIFs per second", f"{report['sample_video']['gifs_per_second']:.2f}"),
              ("sample_video seconds to first GIF", f"{report['sample_video']['seconds_to_first_gif']:.2f}")]
-    rows += [(f"{k}: parameters, GFLOP/s", f"{v['parameters']:,}, {v['gflops_per_second']:.1f}")
-             for k, v in report["models"].items()]
+    rows += [(f"{k}: parameters, GFLOP/s ({v['precision']}{', channels last' if v['channels_last'] else ''})",
+              f"{v['parameters']:,}, {v['gflops_per_second']:.1f}") for k, v in report["models"].items()]
+    memory = report["film_memory"]
+    rows += [("film_memory_ratio (<= 1.2)", f"{report['film_memory_ratio']:.2f}")]
+    rows += [(f"  {k}: peak MiB at {memory['frames'][0]} / {memory['frames'][1]} frames", f"{a} / {b}")
+             for k, (a, b) in memory["peak_mib"].items()]
+    options = report["speed_options"]
+    rows += [("precision=auto picks", options["auto_precision"])]
+    rows += [(f"{k}: bfloat16 / float32, channels_last / contiguous steps per second",
+              f"{options[k]['bfloat16_ratio']:.2f}, {options[k]['channels_last_ratio']:.2f}")
+             for k in ("train_vcae", "train_lstm")]
     width = max(len(r[0]) for r in rows)
     print("\n" + "\n".join(f"{a.ljust(width)}  {b}" for a, b in rows))
     print(f"\nwrote benchmark.json ({report['seconds']} s)")
