@@ -112,7 +112,8 @@ def main(argv=None):
     train = {}  # mean, logvar, index, frames of the training split (or of this epoch's new sequences)
 
     # a film longer than max_frames is held a part at a time: new blocks of it every epoch
-    partial = 0 < cfg.max_frames < branch.frame_count(cfg.data_path, "train")
+    partial = (branch.frame_count is not None
+               and 0 < cfg.max_frames < branch.frame_count(cfg.data_path, "train"))
 
     def load_train(epoch):
         if cfg.new_sequences:

@@ -4,10 +4,10 @@ frames are encoded to Z. Scripts ask ``BRANCHES[dataset]``; nothing else branche
 dataset's name.
 """
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from data.film import MADE_BY as FILM_MADE_BY
-from data.sequences import MNIST_MADE_BY, film_clips, film_frame_count, mnist_clips, mnist_frame_count
+from data.sequences import MNIST_MADE_BY, film_clips, film_frame_count, mnist_clips
 from models.codec import load_film_codec, load_mnist_codec
 
 
@@ -31,7 +31,9 @@ class Branch:
     sample_prefix: str  # sample_video.py's file names
     metrics_name: str  # sample_video.py's report: <metrics_name>.json/.csv/.png
     read_clips: Callable  # (data_path, split, n_crops=1, limit=0, max_frames=0, rng=None) -> clips (data/sequences.py)
-    frame_count: Callable  # (data_path, split) -> frames in the split, read without them
+    # (data_path, split) -> frames in the split, for a dataset read in part when longer than
+    # max_frames; None: always read whole (Moving MNIST: train_sequences and new_sequences bound it)
+    frame_count: Optional[Callable]
     load_codec: Callable  # (encoder checkpoint, device) -> Codec (see models/codec.py)
 
     def lstm_defaults(self):
@@ -55,7 +57,7 @@ BRANCHES = {
                     batch_size=32, context=10, horizon=10, cell="conv", skip=False, augment=False,
                     training_crops=1, eval_crops=1,
                     sample_prefix="mm_sample", metrics_name="metrics",
-                    read_clips=mnist_clips, frame_count=mnist_frame_count, load_codec=load_mnist_codec),
+                    read_clips=mnist_clips, frame_count=None, load_codec=load_mnist_codec),
     "film": Branch(name="film", made_by=FILM_MADE_BY, data_path="data/film.h5",
                    encoder_checkpoint="checkpoints/film_vae_on_convs.pt",
                    lstm_checkpoint="checkpoints/film_lstm.pt", seq_len=10, frame_skip=3,

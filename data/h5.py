@@ -21,11 +21,6 @@ def read_frames(path, split, made_by, max_sequences=0):
     return _read(path, made_by, frames)
 
 
-def split_shape(path, split, made_by):
-    """The shape (N, T, C, H, W) of ``split``'s frames, without reading them."""
-    return _read(path, made_by, lambda f: _checked(f, path, split, made_by).shape)
-
-
 def _checked(f, path, split, made_by):
     """The ``split``/frames dataset of the open file ``f``, checked for its layout."""
     data = f.get(f"{split}/frames")

@@ -13,7 +13,7 @@ import torch
 
 from data.bouncing import generate, resize_digits
 from data.film import read_clips, split_frames
-from data.h5 import read_attrs, read_frames, split_shape
+from data.h5 import read_attrs, read_frames
 from data.mnist_digits import load_digits
 from utils.errors import UserError
 
@@ -62,12 +62,6 @@ def film_clips(data_path, split, n_crops=1, limit=0, max_frames=0, rng=None, cro
     if not frames:
         raise UserError(f"{data_path} has no {split} frames")
     return Clips(np.concatenate(frames), lengths, cuts, names)
-
-
-def mnist_frame_count(data_path, split):
-    """Frames in the Moving MNIST ``split`` (sequences x frames per sequence)."""
-    n, t = split_shape(data_path, split, MNIST_MADE_BY)[:2]
-    return n * t
 
 
 film_frame_count = split_frames

@@ -154,6 +154,15 @@ def test_an_interrupted_run_resumed_by_the_same_command_continues_its_schedule(t
     assert all(torch.equal(straight["model_state"][k], parts["model_state"][k]) for k in straight["model_state"])
 
 
+def test_stored_sequences_are_encoded_once_for_every_epoch(tiny, tmp_path, monkeypatch):
+    from models.codec import Codec
+    calls, real = [], Codec.encode
+    monkeypatch.setattr(Codec, "encode", lambda self, x, desc=None: calls.append(x.shape[1]) or real(self, x, desc))
+    train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=tiny["vae"], checkpoint=tmp_path / "l.pt",
+                         out_dir=tmp_path, max_frames=10, **{**TINY_LSTM, "epochs": 3}))
+    assert calls == [8 * 8, 24 * 8]  # the test split, then the training split once (max_frames is the film's)
+
+
 def test_resume_continues_from_the_last_checkpoint(tiny, tmp_path):
     common = dict(data_path=tiny["data"], out_dir=tmp_path, checkpoint=tmp_path / "v.pt", **TINY_VAE)
     train_vcae.main(argv(**common))
