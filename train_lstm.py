@@ -37,7 +37,7 @@ components = 5  # mdn: Gaussian components per Z dimension [1, inf)
 diffs = True  # predict the change of Z between frames, added to the last Z
 rollout = True  # after train_context true frames, feed the LSTM its own predictions
 skip = False  # decode predictions as the last context frame plus the decoded change (film: True)
-warp = False  # predict frames as the last context frame moved by flows the conv LSTM predicts on Z's grid
+warp = False  # predict frames as the last context frame moved by flows the conv LSTM predicts on Z's grid (film: True)
 augment = False  # also train on mirrored frames and on windows played backwards
 train_context = 10  # true frames before the predicted ones (film: 5) [1, inf)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
@@ -66,8 +66,9 @@ seed = 1337  # seeds the initial weights and the batch order
 
 def follow_choices(cfg):
     """The defaults that follow the dataset and the cell (see data/branches.py, CELLS)."""
-    defaults = BRANCHES[cfg.dataset].lstm_defaults()
-    return {**defaults, **CELLS[cfg.cell]}
+    defaults = {**BRANCHES[cfg.dataset].lstm_defaults(), **CELLS[cfg.cell]}
+    defaults["warp"] = defaults["warp"] and cfg.cell == "conv"  # flows live on a spatial Z
+    return defaults
 
 
 def encode_windows(codec, cfg, split, clips, precision):

@@ -25,6 +25,7 @@ class Branch:
     horizon: int  # frames sample_video.py predicts
     cell: str  # the LSTM cell for its default encoder's Z (conv for a spatial Z)
     skip: bool  # decode predictions from the last context frame (see Codec.skip_decode)
+    warp: bool  # predict frames by moving the last context frame by predicted flows
     augment: bool  # train the LSTM on mirrored frames and reversed windows too
     training_crops: int  # crops per frame encoded for LSTM training (film: fixed crops)
     eval_crops: int  # crops per test frame sample_video.py scores
@@ -41,7 +42,8 @@ class Branch:
         return dict(data_path=self.data_path, vae_checkpoint=self.encoder_checkpoint,
                     checkpoint=self.lstm_checkpoint, seq_len=self.seq_len,
                     frame_skip=self.frame_skip, batch_size=self.batch_size,
-                    train_context=self.context, cell=self.cell, skip=self.skip, augment=self.augment,
+                    train_context=self.context, cell=self.cell, skip=self.skip, warp=self.warp,
+                    augment=self.augment,
                     film_crops=self.training_crops)
 
     def sample_defaults(self):
@@ -54,14 +56,16 @@ BRANCHES = {
     "mnist": Branch(name="mnist", made_by=MNIST_MADE_BY, data_path="data/moving_mnist.h5",
                     encoder_checkpoint="checkpoints/mm_vcae.pt",
                     lstm_checkpoint="checkpoints/mm_lstm.pt", seq_len=20, frame_skip=1,
-                    batch_size=32, context=10, horizon=10, cell="conv", skip=False, augment=False,
+                    batch_size=32, context=10, horizon=10, cell="conv", skip=False, warp=False,
+                    augment=False,
                     training_crops=1, eval_crops=1,
                     sample_prefix="mm_sample", metrics_name="metrics",
                     read_clips=mnist_clips, frame_count=None, load_codec=load_mnist_codec),
     "film": Branch(name="film", made_by=FILM_MADE_BY, data_path="data/film.h5",
                    encoder_checkpoint="checkpoints/film_vae_on_convs.pt",
                    lstm_checkpoint="checkpoints/film_lstm.pt", seq_len=10, frame_skip=3,
-                   batch_size=16, context=5, horizon=5, cell="conv", skip=True, augment=False,
+                   batch_size=16, context=5, horizon=5, cell="conv", skip=True, warp=True,
+                   augment=False,
                    training_crops=3, eval_crops=4,
                    sample_prefix="film_sample", metrics_name="film_metrics",
                    read_clips=film_clips, frame_count=film_frame_count, load_codec=load_film_codec),

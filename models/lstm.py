@@ -229,12 +229,13 @@ def warp(frames, flow):
 
 
 def warp_rollout(last, flows):
-    """The frames after ``last`` (B, C, H, W), each the one before moved by its step's flow
-    ``flows`` (B, T, 2, h, w): (B, T, C, H, W)."""
-    frames, out = last, []
+    """The frames after ``last`` (B, C, H, W): each is ``last`` moved by the sum of the
+    flows ``flows`` (B, T, 2, h, w) up to its step, resampled once (resampling each frame
+    from the one before would blur a little more with every step): (B, T, C, H, W)."""
+    total, out = torch.zeros_like(flows[:, 0]), []
     for t in range(flows.shape[1]):
-        frames = warp(frames, flows[:, t])
-        out.append(frames)
+        total = total + flows[:, t]
+        out.append(warp(last, total))
     return torch.stack(out, dim=1)
 
 
