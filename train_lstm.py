@@ -8,8 +8,10 @@ windows of Z: after the context frames it runs on its own predictions, and predi
 frames are decoded by the frozen decoder and scored in pixels (the original's
 teacher-forced training on Z is a setting away). Film windows use a frame skip of 3, stay
 within one shot, and come from several fixed crops of each frame (training) or the centre
-crop (validation). Writes the checkpoint (recording which encoder it was trained on) and
-the loss history.
+crop (validation); the film's frames are predicted by moving the last context frame by
+flows the LSTM predicts (warp), and a film longer than max_frames is held a part at a
+time, new parts each epoch. Writes the checkpoint (recording which encoder it was
+trained on) and the loss history.
 """
 import functools
 
