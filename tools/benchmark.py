@@ -2,6 +2,7 @@
 the same run (on a shared machine absolute times drift, ratios much less).
 
     python -m tools.benchmark            # prints a table, writes benchmark.json here
+    python -m tools.benchmark --only=film_memory,speed_options   # some parts only
 
 Figures, with the floor each is held to:
 - generation_speedup: moving_mnist's vectorised generator vs a naive port that pastes
@@ -308,38 +309,67 @@ def bench_speed_options():
     return out
 
 
-def main():
+PARTS = ("generation", "training", "extract", "film_memory", "speed_options")
+
+
+def table(report):
+    """The printed rows of the figures ``report`` holds."""
+    rows = []
+    if "generation_speedup" in report:
+        rows += [("generation_speedup (>= 10)", f"{report['generation_speedup']:.1f}x")]
+    if "train_loop_ratio" in report:
+        rows += [(f"train_loop_ratio {k} (>= 0.85)", f"{v:.2f}") for k, v in report["train_loop_ratio"].items()]
+        rows += [("sample_video GIFs per second", f"{report['sample_video']['gifs_per_second']:.2f}"),
+                 ("sample_video seconds to first GIF", f"{report['sample_video']['seconds_to_first_gif']:.2f}")]
+        rows += [(f"{k}: parameters, GFLOP/s ({v['precision']}{', channels last' if v['channels_last'] else ''})",
+                  f"{v['parameters']:,}, {v['gflops_per_second']:.1f}") for k, v in report["models"].items()]
+    if "extract_decode_ratio" in report:
+        rows += [("extract_decode_ratio (>= 0.8)", f"{report['extract_decode_ratio']:.2f}"),
+                 ("  the same against FFmpeg's threaded decoding",
+                  f"{report['extract']['ratio_to_threaded_decode']:.2f}"),
+                 ("extract_memory_ratio (<= 1.2)", f"{report['extract_memory_ratio']:.2f}")]
+    if "film_memory" in report:
+        memory = report["film_memory"]
+        rows += [("film_memory_ratio (<= 1.2)", f"{report['film_memory_ratio']:.2f}")]
+        rows += [(f"  {k}: peak MiB at {memory['frames'][0]} / {memory['frames'][1]} frames", f"{a} / {b}")
+                 for k, (a, b) in memory["peak_mib"].items()]
+    if "speed_options" in report:
+        options = report["speed_options"]
+        rows += [("precision=auto picks", options["auto_precision"])]
+        rows += [(f"{k}: bfloat16 / float32, channels_last / contiguous steps per second",
+                  f"{options[k]['bfloat16_ratio']:.2f}, {options[k]['channels_last_ratio']:.2f}")
+                 for k in ("train_vcae", "train_lstm")]
+    return rows
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(description="Speed and memory of every stage, as ratios.")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts to run (default all): {', '.join(PARTS)}")
+    parts = parser.parse_args(argv).only.split(",")
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}: choose from {', '.join(PARTS)}")
     began = time.time()
     report = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as folder:
-        report["generation_speedup"], report["generation"] = bench_generation(folder)
-        report["train_loop_ratio"], report["models"] = {}, {}
-        lstm = bench_training(folder, report["train_loop_ratio"], report["models"])
-        report["extract_decode_ratio"], report["extract_memory_ratio"], report["extract"] = bench_extract(folder)
-        report["sample_video"] = bench_sampling(folder, lstm)
-        report["film_memory_ratio"], report["film_memory"] = bench_film_memory(folder)
-    report["speed_options"] = bench_speed_options()
+        if "generation" in parts:
+            report["generation_speedup"], report["generation"] = bench_generation(folder)
+        if "training" in parts:  # the training stages, then sampling from the LSTM they trained
+            report["train_loop_ratio"], report["models"] = {}, {}
+            lstm = bench_training(folder, report["train_loop_ratio"], report["models"])
+            report["sample_video"] = bench_sampling(folder, lstm)
+        if "extract" in parts:
+            report["extract_decode_ratio"], report["extract_memory_ratio"], report["extract"] = bench_extract(folder)
+        if "film_memory" in parts:
+            report["film_memory_ratio"], report["film_memory"] = bench_film_memory(folder)
+    if "speed_options" in parts:
+        report["speed_options"] = bench_speed_options()
     report["seconds"] = round(time.time() - began, 1)
     with open("benchmark.json", "w") as f:
         json.dump(report, f, indent=1)
-    rows = [("generation_speedup (>= 10)", f"{report['generation_speedup']:.1f}x")]
-    rows += [(f"train_loop_ratio {k} (>= 0.85)", f"{v:.2f}") for k, v in report["train_loop_ratio"].items()]
-    rows += [("extract_decode_ratio (>= 0.8)", f"{report['extract_decode_ratio']:.2f}"),
-             ("  the same against FFmpeg's threaded decoding", f"{report['extract']['ratio_to_threaded_decode']:.2f}"),
-             ("extract_memory_ratio (<= 1.2)", f"{report['extract_memory_ratio']:.2f}"),
-             ("sample_video GIFs per second", f"{report['sample_video']['gifs_per_second']:.2f}"),
-             ("sample_video seconds to first GIF", f"{report['sample_video']['seconds_to_first_gif']:.2f}")]
-    rows += [(f"{k}: parameters, GFLOP/s ({v['precision']}{', channels last' if v['channels_last'] else ''})",
-              f"{v['parameters']:,}, {v['gflops_per_second']:.1f}") for k, v in report["models"].items()]
-    memory = report["film_memory"]
-    rows += [("film_memory_ratio (<= 1.2)", f"{report['film_memory_ratio']:.2f}")]
-    rows += [(f"  {k}: peak MiB at {memory['frames'][0]} / {memory['frames'][1]} frames", f"{a} / {b}")
-             for k, (a, b) in memory["peak_mib"].items()]
-    options = report["speed_options"]
-    rows += [("precision=auto picks", options["auto_precision"])]
-    rows += [(f"{k}: bfloat16 / float32, channels_last / contiguous steps per second",
-              f"{options[k]['bfloat16_ratio']:.2f}, {options[k]['channels_last_ratio']:.2f}")
-             for k in ("train_vcae", "train_lstm")]
+    rows = table(report)
     width = max(len(r[0]) for r in rows)
     print("\n" + "\n".join(f"{a.ljust(width)}  {b}" for a, b in rows))
     print(f"\nwrote benchmark.json ({report['seconds']} s)")
