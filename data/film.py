@@ -4,12 +4,11 @@ Layout: /clips/<NNN>/frames uint8 (frames, 3, H, W), one group per source file, 
 /clips/<NNN>/cuts (indices of frames that start a new shot) and the attributes
 train_start, train_end, test_start, test_end (contiguous blocks of frame indices).
 """
-import os
-
 import h5py
 import numpy as np
 import torch
 
+from data.h5 import read_hdf5
 from utils.errors import UserError
 
 MADE_BY = "extract_pulp_frames.py"
@@ -26,39 +25,29 @@ def read_clips(path, split, max_frames=0, rng=None):
     stays bounded however long the film: ``max_frames`` of its frames in runs of BLOCK
     consecutive ones, each run its own clip, drawn at random by ``rng`` (a NumPy
     Generator) or, without one, evenly spaced over the whole split."""
-    if not os.path.isfile(path):
-        raise UserError(f"no dataset at {path}: run {MADE_BY} first")
-    clips = []
-    try:
-        with h5py.File(path, "r") as f:
-            runs = [(g, start, min(start + BLOCK, end)) for g, start, end in _split_blocks(f, path, split)
-                    for start in range(start, end, BLOCK)]
-            total = sum(b - a for _, a, b in runs)
-            if 0 < max_frames < total:
-                k = max(1, max_frames // BLOCK)
-                picks = (np.sort(rng.choice(len(runs), k, replace=False)) if rng is not None
-                         else np.unique(np.linspace(0, len(runs) - 1, k).round().astype(int)))
-                runs = [runs[i] for i in picks]
-            else:  # the whole split: one clip per file, cut where the file's block is
-                runs = [(g, start, end) for g, start, end in _split_blocks(f, path, split)]
-            for g, start, end in runs:
-                cuts = g["cuts"][:]
-                clips.append({"frames": g["frames"][start:end], "source": g.attrs["source"],
-                              "cuts": cuts[(cuts > start) & (cuts < end)] - start})
-    except OSError as e:
-        raise UserError(f"{path} is not a readable HDF5 file ({e}): run {MADE_BY} again") from None
-    return clips
+    def read(f):
+        runs = [(g, start, min(start + BLOCK, end)) for g, start, end in _split_blocks(f, path, split)
+                for start in range(start, end, BLOCK)]
+        if 0 < max_frames < sum(b - a for _, a, b in runs):
+            k = max(1, max_frames // BLOCK)
+            picks = (np.sort(rng.choice(len(runs), k, replace=False)) if rng is not None
+                     else np.unique(np.linspace(0, len(runs) - 1, k).round().astype(int)))
+            runs = [runs[i] for i in picks]
+        else:  # the whole split: one clip per file, cut where the file's block is
+            runs = _split_blocks(f, path, split)
+        clips = []
+        for g, start, end in runs:
+            cuts = g["cuts"][:]
+            clips.append({"frames": g["frames"][start:end], "source": g.attrs["source"],
+                          "cuts": cuts[(cuts > start) & (cuts < end)] - start})
+        return clips
+    return read_hdf5(path, MADE_BY, read)
 
 
 def split_frames(path, split):
     """How many frames the ``split`` blocks of all clips hold together."""
-    if not os.path.isfile(path):
-        raise UserError(f"no dataset at {path}: run {MADE_BY} first")
-    try:
-        with h5py.File(path, "r") as f:
-            return sum(end - start for _, start, end in _split_blocks(f, path, split))
-    except OSError as e:
-        raise UserError(f"{path} is not a readable HDF5 file ({e}): run {MADE_BY} again") from None
+    return read_hdf5(path, MADE_BY,
+                     lambda f: sum(end - start for _, start, end in _split_blocks(f, path, split)))
 
 
 def _split_blocks(f, path, split):

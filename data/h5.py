@@ -18,7 +18,7 @@ def read_frames(path, split, made_by, max_sequences=0):
     def frames(f):
         data = _checked(f, path, split, made_by)
         return data[:len(data) if max_sequences <= 0 else min(max_sequences, len(data))]
-    return _read(path, made_by, frames)
+    return read_hdf5(path, made_by, frames)
 
 
 def _checked(f, path, split, made_by):
@@ -37,10 +37,10 @@ def _checked(f, path, split, made_by):
 
 def read_attrs(path, made_by):
     """The root attributes of the dataset at ``path`` (how it was made) as a dict."""
-    return _read(path, made_by, lambda f: dict(f.attrs))
+    return read_hdf5(path, made_by, lambda f: dict(f.attrs))
 
 
-def _read(path, made_by, what):
+def read_hdf5(path, made_by, what):
     """``what(f)`` of the HDF5 file at ``path`` open for reading; a missing or unreadable
     file is a UserError that says to run ``made_by``."""
     if not os.path.isfile(path):
