@@ -18,17 +18,14 @@ import train_vcae
 from models.codec import VAECodec
 from models.lstm import LatentLSTM, sequence_loss
 from models.vcae import ConvVAE, vae_loss
-from utils.runtime import autocast
+from utils.runtime import autocast, to_channels_last
 
 STEPS = 12
 
 
 def to_format(model, memory_format):
-    """Convolution weights in ``memory_format`` (other parameters keep their layout)."""
-    for m in model.modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            m.to(memory_format=memory_format)
-    return model
+    """``model`` with its convolutions in ``memory_format`` (channels-last as the stages do it)."""
+    return to_channels_last(model) if memory_format == torch.channels_last else model
 
 
 def vae_setup(memory_format=torch.contiguous_format):
