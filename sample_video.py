@@ -18,7 +18,6 @@ from data.branches import BRANCHES
 from data.sequences import window_clips, windows
 from data.video import read_window
 from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
-from models.lstm import warp_rollout
 from utils.errors import UserError, run_cli
 from utils.images import prediction_panels, save_gif, save_grid
 from utils.metrics import StepAverages, frame_scores, write_report
@@ -63,7 +62,7 @@ def predict(model, codec, sequences, context, horizon, temperature=0.0, skip=Fal
         with torch.no_grad():
             _, flows = model.rollout(mean.to(codec.device), horizon, temperature, flows=True)
             last = torch.from_numpy(np.ascontiguousarray(sequences[:, context - 1])).to(flows.device)
-            moved = warp_rollout(last.float() / 255.0, flows).clamp_(0.0, 1.0).cpu()
+            moved = model.move(last.float() / 255.0, flows).clamp_(0.0, 1.0).cpu()
         return torch.cat([codec.decode(mean), moved], dim=1)
     with torch.no_grad():
         future = model.rollout(mean.to(codec.device), horizon, temperature).cpu()

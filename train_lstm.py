@@ -40,6 +40,7 @@ diffs = True  # predict the change of Z between frames, added to the last Z
 rollout = True  # after train_context true frames, feed the LSTM its own predictions
 skip = False  # decode predictions as the last context frame plus the decoded change (film: True)
 warp = False  # predict frames as the last context frame moved by flows the conv LSTM predicts on Z's grid (film: True)
+flow_modes = 1  # warp: 1 = one flow per step; K > 1 = per pixel a learned mix of the still last frame and K - 1 flows [1, inf)
 augment = False  # also train on mirrored frames and on windows played backwards
 train_context = 10  # true frames before the predicted ones (film: 5) [1, inf)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
@@ -99,6 +100,8 @@ def main(argv=None):
                         f"{cfg.seq_len}, so that some frames are predicted")
     if cfg.warp and cfg.cell != "conv":
         raise UserError("--warp predicts flows on a spatial Z: use it with --cell=conv")
+    if cfg.flow_modes > 1 and not cfg.warp:
+        raise UserError(f"--flow_modes={cfg.flow_modes} mixes flows of the warp: use it with --warp=true")
     if cfg.new_sequences and cfg.dataset != "mnist":
         raise UserError("--new_sequences draws new Moving MNIST sequences: use it with --dataset=mnist")
     check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
@@ -147,7 +150,7 @@ def main(argv=None):
                        dropout=cfg.dropout, output={"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[cfg.loss],
                        components=cfg.components, diffs=cfg.diffs,
                        latent_shape=codec.latent_shape if cfg.cell == "conv" else None,
-                       flow=cfg.warp).to(dev)
+                       flow=cfg.warp, flow_modes=cfg.flow_modes if cfg.warp else 1).to(dev)
     if cfg.skip:  # start from "no change": with the skip, exactly a copy of the last frame
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)

@@ -81,10 +81,14 @@ class LatentLSTM(nn.Module):
             the frame moves to the next one (in pixels; see warp): frames are then
             predicted by moving the last one, not by decoding Z. It starts at zero, a
             copy of the last frame.
+        flow_modes: 1: one flow per step. K > 1: K hypotheses per pixel, the still last
+            frame and K - 1 flows, mixed by per-pixel weights the head also predicts (see
+            move), so what stands still is copied unresampled and where the motion is
+            uncertain the prediction can spread over several.
     """
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
-                 diffs=False, latent_shape=None, flow=False):
+                 diffs=False, latent_shape=None, flow=False, flow_modes=1):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -92,10 +96,14 @@ class LatentLSTM(nn.Module):
             raise ValueError(f"latent_shape {tuple(latent_shape)} does not hold z_dim {z_dim} numbers")
         if flow and latent_shape is None:
             raise ValueError("flow needs a spatial Z (latent_shape)")
+        if flow_modes < 1 or (flow_modes > 1 and not flow):
+            raise ValueError(f"flow_modes must be 1, or more with flow=True; got {flow_modes}")
         self.args = dict(z_dim=z_dim, hidden=hidden, layers=layers, dropout=dropout, output=output,
                          components=components, diffs=diffs,
                          latent_shape=None if latent_shape is None else list(latent_shape), flow=flow)
-        self.flow = flow
+        if flow_modes > 1:  # absent from one-flow checkpoints, so they still resume
+            self.args["flow_modes"] = flow_modes
+        self.flow, self.flow_modes = flow, flow_modes
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
         self.latent_shape = None if latent_shape is None else tuple(latent_shape)
         self.input_dropout = nn.Dropout(dropout)
@@ -109,10 +117,13 @@ class LatentLSTM(nn.Module):
             self.lstm = ConvLSTM(self.latent_shape, hidden, layers, dropout)
             state_shape = (layers, 1, hidden) + self.latent_shape[1:]
             self.head = nn.Conv2d(hidden, self.latent_shape[0] * self.per_dim, 1)
-            if flow:
-                self.flow_head = nn.Conv2d(hidden, 2, 1)
+            if flow:  # 2 numbers per flow, then (with several modes) one weight per mode
+                moving = max(1, flow_modes - 1)
+                self.flow_head = nn.Conv2d(hidden, 2 * moving + (flow_modes if flow_modes > 1 else 0), 1)
                 nn.init.zeros_(self.flow_head.weight)
                 nn.init.zeros_(self.flow_head.bias)
+                # flows beyond the first start slightly apart, or they would stay equal forever
+                nn.init.normal_(self.flow_head.weight[2:2 * moving], std=1e-3)
         # learned initial states, as in the original
         self.h0 = nn.Parameter(torch.zeros(state_shape))
         self.c0 = nn.Parameter(torch.zeros(state_shape))
@@ -146,10 +157,10 @@ class LatentLSTM(nn.Module):
         raw = self._head(h)
         base = z if self.diffs else 0.0
         extra = {}
-        if self.flow:  # (B, T, 2, h, w): x and y displacement in pixels
+        if self.flow:  # (B, T, channels, h, w): x and y displacements in pixels (see move)
             b, t = h.shape[:2]
             grid = self.latent_shape[1:]
-            extra["flow"] = self.flow_head(h.reshape(b * t, -1, *grid)).view(b, t, 2, *grid)
+            extra["flow"] = self.flow_head(h.reshape(b * t, -1, *grid)).view(b, t, -1, *grid)
         if self.output == "mean":
             return {"mean": raw + base, **extra}, state
         if self.output == "gaussian":
@@ -190,6 +201,26 @@ class LatentLSTM(nn.Module):
                 moves.append(out["flow"])
         z = torch.cat(steps, dim=1)
         return (z, torch.cat(moves, dim=1)) if flows else z
+
+    def move(self, last, flows):
+        """The frames after ``last`` (B, C, H, W) predicted from the flow head's outputs
+        ``flows`` (B, T, channels, h, w): (B, T, C, H, W). One mode: ``last`` moved by the
+        summed flows (warp_rollout). K modes: per pixel, a softmax-weighted mix of ``last``
+        itself and of ``last`` moved by each of the K - 1 summed flows."""
+        if self.flow_modes == 1:
+            return warp_rollout(last, flows)
+        moving = self.flow_modes - 1
+        b, t = flows.shape[:2]
+        height, width = last.shape[-2:]
+        totals = flows[:, :, :2 * moving].cumsum(1)  # (B, T, 2 * moving, h, w)
+        weights = F.interpolate(flows[:, :, 2 * moving:].flatten(0, 1), size=(height, width),
+                                mode="bilinear", align_corners=False).softmax(1).view(b, t, -1, 1, height, width)
+        out = weights[:, :, 0] * last.unsqueeze(1)
+        for k in range(moving):
+            shifted = warp(last.repeat(t, 1, 1, 1),  # every step's sum at once
+                           totals[:, :, 2 * k:2 * k + 2].transpose(0, 1).flatten(0, 1))
+            out = out + weights[:, :, k + 1] * shifted.view(t, b, *last.shape[1:]).transpose(0, 1)
+        return out
 
     def draw(self, out, temperature, generator=None):
         """The next Z from a prediction: its mean when temperature is 0 (for mdn at a
@@ -299,7 +330,7 @@ def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_fr
     if getattr(model, "flow", False):
         first = context - 1
         last = frames[index[:, first].cpu()].to(mean.device).float() / 255.0
-        moved = warp_rollout(last, out["flow"][:, first:])
+        moved = model.move(last, out["flow"][:, first:])
         target = frames[index[:, first + 1:].flatten().cpu()].to(mean.device).float().div_(255.0)
         pixels = (moved - target.view_as(moved)).pow(2).flatten(2).sum(-1).mean()
         return prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss) + pixels

@@ -397,6 +397,28 @@ def test_warp_moves_pixels_by_the_flow_and_repeats_the_edge():
     assert steps.shape == (2, 3, 1, 4, 4) and torch.equal(steps[:, 1, ..., :2], frames[..., 2:])
 
 
+def test_flow_modes_mix_the_still_frame_and_each_moved_one_per_pixel():
+    from models.lstm import LatentLSTM, warp_rollout
+    model = LatentLSTM(z_dim=2 * 2 * 2, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
+                       latent_shape=(2, 2, 2), flow=True, flow_modes=3)
+    assert model.flow_head.out_channels == 2 * 2 + 3
+    last = torch.arange(32.0).view(2, 1, 4, 4)
+    flows = torch.zeros(2, 3, 7, 2, 2)
+    flows[:, :, 0] = 1.0  # the first moving mode goes right one pixel a step, the second stays put
+    flows[:, :, 4:] = torch.tensor([0.0, 30.0, 0.0]).view(3, 1, 1)  # weight on the first flow only
+    assert torch.allclose(model.move(last, flows), warp_rollout(last, flows[:, :, :2]))
+    flows[:, :, 4:] = torch.tensor([30.0, 0.0, 0.0]).view(3, 1, 1)  # weight on the still frame only
+    assert torch.allclose(model.move(last, flows), last[:, None].expand(-1, 3, -1, -1, -1), atol=1e-9)
+    flows[:, :, 4:] = 0.0  # equal weights: the mean of still, moved and (zero flow) still
+    expected = (2 * last[:, None] + warp_rollout(last, flows[:, :, :2])) / 3
+    assert torch.allclose(model.move(last, flows), expected, atol=1e-5)
+    flows[:, 2:, 4:] = torch.tensor([0.0, 30.0, 0.0]).view(3, 1, 1)  # per step: the last one moves
+    moved = model.move(last, flows)
+    assert torch.allclose(moved[:, 2], warp_rollout(last, flows[:, :, :2])[:, 2])
+    with pytest.raises(ValueError, match="flow_modes"):
+        LatentLSTM(z_dim=8, hidden=4, latent_shape=(2, 2, 2), flow=False, flow_modes=2)
+
+
 def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, tmp_path):
     from models.lstm import LatentLSTM
     common = dict(dataset="film", data_path=film["data"], vae_checkpoint=film["vae"], out_dir=tmp_path,
@@ -417,3 +439,5 @@ def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, t
     assert (tmp_path / "s" / "film_sample_000.gif").exists()
     with pytest.raises(UserError, match="--warp predicts flows on a spatial Z"):
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=True, cell="dense", **common))
+    with pytest.raises(UserError, match="--flow_modes=2 mixes flows of the warp"):
+        train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, flow_modes=2, **common))
