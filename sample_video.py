@@ -60,9 +60,10 @@ def predict(model, codec, sequences, context, horizon, temperature=0.0, skip=Fal
     mean, _ = codec.encode(sequences[:, :context])
     if model.flow:
         with torch.no_grad():
-            _, flows = model.rollout(mean.to(codec.device), horizon, temperature, flows=True)
-            last = torch.from_numpy(np.ascontiguousarray(sequences[:, context - 1])).to(flows.device)
-            moved = model.move(last.float() / 255.0, flows).clamp_(0.0, 1.0).cpu()
+            seen = torch.from_numpy(np.ascontiguousarray(sequences[:, :context])).to(codec.device).float() / 255.0
+            _, flows = model.rollout(mean.to(codec.device), horizon, temperature, flows=True,
+                                     frames=seen if model.frame_channels else None)
+            moved = model.move(seen[:, -1], flows).clamp_(0.0, 1.0).cpu()
         return torch.cat([codec.decode(mean), moved], dim=1)
     with torch.no_grad():
         future = model.rollout(mean.to(codec.device), horizon, temperature).cpu()

@@ -41,6 +41,8 @@ rollout = True  # after train_context true frames, feed the LSTM its own predict
 skip = False  # decode predictions as the last context frame plus the decoded change (film: True)
 warp = False  # predict frames as the last context frame moved by flows the conv LSTM predicts on Z's grid (film: True)
 flow_modes = 1  # warp: 1 = one flow per step; K > 1 = per pixel a learned mix of the still last frame and K - 1 flows [1, inf)
+z_weight = 1.0  # warp: weight of the loss on Z beside the predicted frames' pixel loss [0, inf)
+frame_inputs = False  # warp: the LSTM also reads the frames' pixels (the context's, then its own predictions)
 augment = False  # also train on mirrored frames and on windows played backwards
 train_context = 10  # true frames before the predicted ones (film: 5) [1, inf)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
@@ -74,6 +76,11 @@ def follow_choices(cfg):
     return defaults
 
 
+def frame_channels(frames, latent_shape):
+    """Channels of frames (N, C, H, W) unshuffled onto Z's (c, h, w) grid: C x cell area."""
+    return frames.shape[1] * (frames.shape[-1] // latent_shape[2]) ** 2
+
+
 def encode_windows(codec, cfg, split, clips, precision):
     """Z of every frame of ``clips`` (frames, lengths, cuts; see data/sequences.py) on the
     training device (mean, logvar, each (F, z_dim), encoded under ``precision``), the
@@ -102,6 +109,8 @@ def main(argv=None):
         raise UserError("--warp predicts flows on a spatial Z: use it with --cell=conv")
     if cfg.flow_modes > 1 and not cfg.warp:
         raise UserError(f"--flow_modes={cfg.flow_modes} mixes flows of the warp: use it with --warp=true")
+    if cfg.frame_inputs and not cfg.warp:
+        raise UserError("--frame_inputs shows the LSTM the frames the warp moves: use it with --warp=true")
     if cfg.new_sequences and cfg.dataset != "mnist":
         raise UserError("--new_sequences draws new Moving MNIST sequences: use it with --dataset=mnist")
     check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
@@ -150,7 +159,8 @@ def main(argv=None):
                        dropout=cfg.dropout, output={"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[cfg.loss],
                        components=cfg.components, diffs=cfg.diffs,
                        latent_shape=codec.latent_shape if cfg.cell == "conv" else None,
-                       flow=cfg.warp, flow_modes=cfg.flow_modes if cfg.warp else 1).to(dev)
+                       flow=cfg.warp, flow_modes=cfg.flow_modes if cfg.warp else 1,
+                       frame_channels=frame_channels(val_frames, codec.latent_shape) if cfg.frame_inputs else 0).to(dev)
     if cfg.skip:  # start from "no change": with the skip, exactly a copy of the last frame
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)
@@ -162,7 +172,7 @@ def main(argv=None):
                           transform=lambda i: (val_mean[i], val_logvar[i], i))
     score = functools.partial(sequence_loss, loss=cfg.loss, context=cfg.train_context,
                               rollout=cfg.rollout, pixel_frames=cfg.pixel_frames, codec=codec,
-                              skip=cfg.skip)
+                              skip=cfg.skip, z_weight=cfg.z_weight)
 
     fit(model, optimizer, train_batches, val_batches,
         lambda m, batch: score(m, batch, frames=train["frames"] if m.training else val_frames),

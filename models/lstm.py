@@ -85,10 +85,14 @@ class LatentLSTM(nn.Module):
             frame and K - 1 flows, mixed by per-pixel weights the head also predicts (see
             move), so what stands still is copied unresampled and where the motion is
             uncertain the prediction can spread over several.
+        frame_channels: (flow only) > 0: the LSTM also sees each frame's pixels, each
+            cell of Z's grid the pixels it covers (pixel_unshuffle: image channels x
+            cell area channels), the true frames of the context, then its own predicted
+            frames. 0: Z only.
     """
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
-                 diffs=False, latent_shape=None, flow=False, flow_modes=1):
+                 diffs=False, latent_shape=None, flow=False, flow_modes=1, frame_channels=0):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -101,9 +105,12 @@ class LatentLSTM(nn.Module):
         self.args = dict(z_dim=z_dim, hidden=hidden, layers=layers, dropout=dropout, output=output,
                          components=components, diffs=diffs,
                          latent_shape=None if latent_shape is None else list(latent_shape), flow=flow)
-        if flow_modes > 1:  # absent from one-flow checkpoints, so they still resume
-            self.args["flow_modes"] = flow_modes
-        self.flow, self.flow_modes = flow, flow_modes
+        if frame_channels and not flow:
+            raise ValueError("frame_channels feeds the frames a flow moves: it needs flow=True")
+        # absent at their defaults, so checkpoints written before they existed still resume
+        self.args.update({k: v for k, v in (("flow_modes", flow_modes), ("frame_channels", frame_channels))
+                          if v != {"flow_modes": 1, "frame_channels": 0}[k]})
+        self.flow, self.flow_modes, self.frame_channels = flow, flow_modes, frame_channels
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
         self.latent_shape = None if latent_shape is None else tuple(latent_shape)
         self.input_dropout = nn.Dropout(dropout)
@@ -114,7 +121,8 @@ class LatentLSTM(nn.Module):
             state_shape = (layers, 1, hidden)
             self.head = nn.Linear(hidden, z_dim * self.per_dim)
         else:
-            self.lstm = ConvLSTM(self.latent_shape, hidden, layers, dropout)
+            inputs = (self.latent_shape[0] + frame_channels,) + self.latent_shape[1:]
+            self.lstm = ConvLSTM(inputs, hidden, layers, dropout)
             state_shape = (layers, 1, hidden) + self.latent_shape[1:]
             self.head = nn.Conv2d(hidden, self.latent_shape[0] * self.per_dim, 1)
             if flow:  # 2 numbers per flow, then (with several modes) one weight per mode
@@ -144,8 +152,21 @@ class LatentLSTM(nn.Module):
             return raw.transpose(2, 3).reshape(b, t, -1)
         return raw.reshape(b, t, -1)
 
-    def forward(self, z, state=None):
+    def with_frames(self, z, frames):
+        """The LSTM's input: z (B, T, z_dim), and for a model with frame_channels the frames
+        (B, T, C, H, W) in [0, 1] unshuffled onto Z's grid beside it, flat."""
+        if not self.frame_channels:
+            return z
+        if frames is None:
+            raise ValueError("this model also reads the frames: pass frames")
+        b, t = z.shape[:2]
+        pixels = F.pixel_unshuffle(frames.flatten(0, 1), frames.shape[-1] // self.latent_shape[2])
+        return torch.cat([z.view(b, t, *self.latent_shape), pixels.view(b, t, -1, *self.latent_shape[1:]) - 0.5],
+                         dim=2).flatten(2)
+
+    def forward(self, z, state=None, frames=None):
         """z (B, T, z_dim) -> (prediction of each next Z, LSTM state after the last step).
+        ``frames`` (B, T, C, H, W): the frames of z, for a model with frame_channels.
 
         The prediction is a dict of (B, T, z_dim) tensors: ``mean`` always (for mdn, the
         mixture's mean), ``log_sigma`` for gaussian; ``logits``, ``means``, ``log_sigmas``
@@ -153,7 +174,7 @@ class LatentLSTM(nn.Module):
         """
         if state is None:
             state = self.initial_state(z.shape[0])
-        h, state = self.lstm(self.input_dropout(z), state)
+        h, state = self.lstm(self.input_dropout(self.with_frames(z, frames)), state)
         raw = self._head(h)
         base = z if self.diffs else 0.0
         extra = {}
@@ -172,32 +193,45 @@ class LatentLSTM(nn.Module):
         return {"mean": (weights * means).sum(-1), "logits": logits, "means": means,
                 "log_sigmas": bounded_log_sigma(log_sigmas), **extra}, state
 
-    def unroll(self, z, context):
-        """Teacher-forced on z[:, :context], then fed its own predicted means.
+    def unroll(self, z, context, frames=None):
+        """Teacher-forced on z[:, :context], then fed its own predicted means (and, with
+        frame_channels, its own predicted frames; ``frames`` (B, >= context, C, H, W) holds
+        the true ones).
 
         z (B, T, z_dim) -> predictions (dict as in forward) for frames 2..T, (B, T-1, ...).
         With context >= T - 1 this is plain teacher forcing at every step."""
-        out, state = self(z[:, :max(1, min(context, z.shape[1] - 1))])
+        n = max(1, min(context, z.shape[1] - 1))
+        out, state = self(z[:, :n], frames=None if frames is None else frames[:, :n])
         steps = [out]
-        for _ in range(z.shape[1] - 1 - out["mean"].shape[1]):
-            out, state = self(out["mean"][:, -1:], state)
+        for _ in range(z.shape[1] - 1 - n):
+            shown = None
+            if self.frame_channels:  # its own latest frame: the last true one moved so far
+                shown = self._next_frame(frames[:, n - 1], torch.cat([s["flow"] for s in steps], dim=1)[:, n - 1:])
+            out, state = self(out["mean"][:, -1:], state, frames=shown)
             steps.append(out)
         return {k: torch.cat([s[k] for s in steps], dim=1) for k in steps[0]}
 
+    def _next_frame(self, last, flows):
+        """The latest predicted frame (B, 1, C, H, W): ``last`` moved by the flow head's
+        outputs since it (see move), clipped to [0, 1]."""
+        return self.move(last, flows)[:, -1:].clamp(0.0, 1.0)
+
     @torch.no_grad()
-    def rollout(self, context, horizon, temperature=0.0, generator=None, flows=False):
+    def rollout(self, context, horizon, temperature=0.0, generator=None, flows=False, frames=None):
         """Prime on ``context`` (B, K, z_dim), then generate ``horizon`` steps, feeding back
         its own prediction: the mean at temperature 0, else (mdn, gaussian) a sample drawn
         at that temperature. Returns Z of frames K+1..K+horizon, (B, horizon, z_dim), and
-        with ``flows`` also each step's flow (B, horizon, 2, h, w)."""
-        out, state = self(context)
+        with ``flows`` also each step's flow head output (B, horizon, channels, h, w).
+        ``frames`` (B, K, C, H, W): the context's frames, for a model with frame_channels."""
+        out, state = self(context, frames=frames)
         step = self.draw(out, temperature, generator)[:, -1:]
-        steps, moves = [step], [out["flow"][:, -1:]] if flows else []
+        steps, moves = [step], [out["flow"][:, -1:]] if self.flow else []
         for _ in range(horizon - 1):
-            out, state = self(step, state)
+            shown = self._next_frame(frames[:, -1], torch.cat(moves, dim=1)) if self.frame_channels else None
+            out, state = self(step, state, frames=shown)
             step = self.draw(out, temperature, generator)
             steps.append(step)
-            if flows:
+            if self.flow:
                 moves.append(out["flow"])
         z = torch.cat(steps, dim=1)
         return (z, torch.cat(moves, dim=1)) if flows else z
@@ -306,7 +340,7 @@ def prediction_loss(out, target_mean, target_logvar, kind):
 
 
 def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_frames=0,
-                  codec=None, frames=None, skip=False):
+                  codec=None, frames=None, skip=False, z_weight=1.0):
     """Loss of predicting Z[t+1] for every t of a window.
 
     Args:
@@ -321,19 +355,25 @@ def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_fr
             ones on Z; 0 scores all of them on Z.
         skip: decode the pixel-scored predictions from the last context frame (see
             Codec.skip_decode).
+        z_weight: (flow models) the weight of the loss on Z beside the pixel loss.
     A model with a flow head is scored on Z at every step, plus in pixels: the last
     context frame moved step by step by the predicted flows (see warp_rollout) against
     the true frames (squared error summed over each frame's pixels in [0, 1]).
     """
     mean, logvar, index = batch
-    out = model.unroll(mean, context if rollout else mean.shape[1])
+    seen = None
+    if getattr(model, "frame_channels", 0):  # the true frames the LSTM reads
+        n = context if rollout else mean.shape[1]
+        seen = frames[index[:, :n].flatten().cpu()].to(mean.device).float().div_(255.0)
+        seen = seen.view(index.shape[0], n, *seen.shape[1:])
+    out = model.unroll(mean, context if rollout else mean.shape[1], seen)
     if getattr(model, "flow", False):
         first = context - 1
         last = frames[index[:, first].cpu()].to(mean.device).float() / 255.0
         moved = model.move(last, out["flow"][:, first:])
         target = frames[index[:, first + 1:].flatten().cpu()].to(mean.device).float().div_(255.0)
         pixels = (moved - target.view_as(moved)).pow(2).flatten(2).sum(-1).mean()
-        return prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss) + pixels
+        return z_weight * prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss) + pixels
     if not pixel_frames:
         return prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss)
     first = context - 1  # out[:, first] predicts the first frame after the context

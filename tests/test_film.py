@@ -419,6 +419,26 @@ def test_flow_modes_mix_the_still_frame_and_each_moved_one_per_pixel():
         LatentLSTM(z_dim=8, hidden=4, latent_shape=(2, 2, 2), flow=False, flow_modes=2)
 
 
+def test_frame_inputs_show_the_lstm_its_own_moved_frames_in_training_and_sampling_alike():
+    from models.lstm import LatentLSTM
+    torch.manual_seed(0)
+    model = LatentLSTM(z_dim=2 * 4 * 4, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
+                       latent_shape=(2, 4, 4), flow=True, frame_channels=3 * 2 * 2).eval()
+    torch.nn.init.normal_(model.flow_head.weight, std=0.5)  # flows that really move the frames
+    z, frames = torch.randn(2, 6, 32), torch.rand(2, 6, 3, 8, 8)
+    rolled = model.unroll(z, 2, frames[:, :2])
+    zs, flows = model.rollout(z[:, :2], 4, flows=True, frames=frames[:, :2])
+    assert torch.allclose(rolled["mean"][:, 1:], zs, atol=1e-5)
+    assert torch.allclose(rolled["flow"][:, 1:], flows, atol=1e-5)
+    # the frames it reads after the context are its own predictions, not the true ones
+    changed = frames.clone()
+    changed[:, 2:] = 0.0
+    assert torch.equal(model.unroll(z, 2, changed)["flow"], rolled["flow"])
+    assert not torch.allclose(model.unroll(z, 2, torch.rand(2, 6, 3, 8, 8))["flow"], rolled["flow"])
+    with pytest.raises(ValueError, match="pass frames"):
+        model.rollout(z[:, :2], 2)
+
+
 def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, tmp_path):
     from models.lstm import LatentLSTM
     common = dict(dataset="film", data_path=film["data"], vae_checkpoint=film["vae"], out_dir=tmp_path,
@@ -441,3 +461,8 @@ def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, t
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=True, cell="dense", **common))
     with pytest.raises(UserError, match="--flow_modes=2 mixes flows of the warp"):
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, flow_modes=2, **common))
+    train_lstm.main(argv(checkpoint=tmp_path / "f.pt", warp=True, frame_inputs=True, epochs=1, **common))
+    assert torch.load(tmp_path / "f.pt", weights_only=True)["model_args"]["frame_channels"] == 3 * 4 * 4
+    sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "f.pt", out_dir=tmp_path / "f",
+                           context=2, horizon=2, n_sequences=1, eval_crops=1))
+    assert (tmp_path / "f" / "film_sample_000.gif").exists()
