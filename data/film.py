@@ -24,12 +24,17 @@ def read_clips(path, split, max_frames=0, rng=None):
     A split of more than ``max_frames`` frames (0 = no limit) is read in part, so memory
     stays bounded however long the film: ``max_frames`` of its frames in runs of BLOCK
     consecutive ones, each run its own clip, drawn at random by ``rng`` (a NumPy
-    Generator) or, without one, evenly spaced over the whole split."""
+    Generator) or, without one, evenly spaced over the whole split. Only whole runs are
+    drawn (a file's last frames, fewer than BLOCK, are left out), so a part holds
+    max_frames // BLOCK runs of BLOCK frames, unless the split is too short for that."""
     def read(f):
         runs = [(g, start, min(start + BLOCK, end)) for g, start, end in _split_blocks(f, path, split)
                 for start in range(start, end, BLOCK)]
         if 0 < max_frames < sum(b - a for _, a, b in runs):
             k = max(1, max_frames // BLOCK)
+            whole = [r for r in runs if r[2] - r[1] == BLOCK]
+            runs = whole if len(whole) >= k else runs  # files shorter than BLOCK: any runs
+            k = min(k, len(runs))
             picks = (np.sort(rng.choice(len(runs), k, replace=False)) if rng is not None
                      else np.unique(np.linspace(0, len(runs) - 1, k).round().astype(int)))
             runs = [runs[i] for i in picks]
