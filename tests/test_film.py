@@ -343,7 +343,7 @@ def test_a_film_longer_than_max_frames_is_held_in_blocks_drawn_anew_each_epoch(f
     assert spaced[0]["source"] != spaced[1]["source"]  # evenly spaced over the whole split
     # the LSTM stage: each epoch encodes at most max_frames x crops frames, in batches, and
     # the epochs see different blocks
-    encoded, batch_rows, held = [], [], []
+    encoded, held = [], []
     real_encode, real_read = Codec.encode, data.sequences.read_clips
 
     def encode(self, sequences, desc=None):
@@ -362,6 +362,7 @@ def test_a_film_longer_than_max_frames_is_held_in_blocks_drawn_anew_each_epoch(f
                          frame_skip=1, epochs=2, max_frames=8, film_crops=2))
     assert len(encoded) == 3 and max(encoded) <= 8 * 2  # the test split once, then one draw per epoch
     assert len(held) == 3 and all(sum(map(len, h)) <= 8 for h in held)
+    assert [sum(map(len, h)) for h in held[1:]] == [8, 8]  # whole runs: the training draws are full
     assert [f.tobytes() for f in held[1]] != [f.tobytes() for f in held[2]]  # new blocks in epoch 2
     # the codec stages: training frames drawn anew each epoch, never more than max_frames
     sizes = []
