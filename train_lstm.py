@@ -9,8 +9,9 @@ frames are decoded by the frozen decoder and scored in pixels (the original's
 teacher-forced training on Z is a setting away). Film windows use a frame skip of 3, stay
 within one shot, and come from several fixed crops of each frame (training) or the centre
 crop (validation); the film's frames are predicted by moving the last context frame by
-flows the LSTM predicts (warp), and a film longer than max_frames is held a part at a
-time, new parts each epoch. Writes the checkpoint (recording which encoder it was
+flows the LSTM predicts (warp) on top of part of the motion block matching measures
+between the last two context frames (flow_prior), and a film longer than max_frames is
+held a part at a time, new parts each epoch. Writes the checkpoint (recording which encoder it was
 trained on) and the loss history.
 """
 import functools
@@ -41,6 +42,7 @@ rollout = True  # after train_context true frames, feed the LSTM its own predict
 skip = False  # decode predictions as the last context frame plus the decoded change (film: True)
 warp = False  # predict frames as the last context frame moved by flows the conv LSTM predicts on Z's grid (film: True)
 flow_modes = 1  # warp: 1 = one flow per step; K > 1 = per pixel a learned mix of the still last frame and K - 1 flows [1, inf)
+flow_prior = 0.0  # warp: every step's flow starts from this fraction of the motion block matching finds between the last two context frames; 0 = from zero (film: 0.3) [0, inf)
 z_weight = 1.0  # warp: weight of the loss on Z beside the predicted frames' pixel loss [0, inf)
 frame_inputs = False  # warp: the LSTM also reads the frames' pixels (the context's, then its own predictions)
 augment = False  # also train on mirrored frames and on windows played backwards
@@ -73,6 +75,8 @@ def follow_choices(cfg):
     """The defaults that follow the dataset and the cell (see data/branches.py, CELLS)."""
     defaults = {**BRANCHES[cfg.dataset].lstm_defaults(), **CELLS[cfg.cell]}
     defaults["warp"] = defaults["warp"] and cfg.cell == "conv"  # flows live on a spatial Z
+    if not cfg.warp or cfg.frame_inputs:  # the prior moves the warp's flows, without frame inputs
+        defaults["flow_prior"] = 0.0
     return defaults
 
 
@@ -111,6 +115,9 @@ def main(argv=None):
         raise UserError(f"--flow_modes={cfg.flow_modes} mixes flows of the warp: use it with --warp=true")
     if cfg.frame_inputs and not cfg.warp:
         raise UserError("--frame_inputs shows the LSTM the frames the warp moves: use it with --warp=true")
+    if cfg.flow_prior and (not cfg.warp or cfg.frame_inputs or cfg.train_context < 2):
+        raise UserError("--flow_prior starts the warp's flows from the motion between the last two context "
+                        "frames: use it with --warp=true, --frame_inputs=false and --train_context of 2 or more")
     if cfg.new_sequences and cfg.dataset != "mnist":
         raise UserError("--new_sequences draws new Moving MNIST sequences: use it with --dataset=mnist")
     check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
@@ -160,7 +167,8 @@ def main(argv=None):
                        components=cfg.components, diffs=cfg.diffs,
                        latent_shape=codec.latent_shape if cfg.cell == "conv" else None,
                        flow=cfg.warp, flow_modes=cfg.flow_modes if cfg.warp else 1,
-                       frame_channels=frame_channels(val_frames, codec.latent_shape) if cfg.frame_inputs else 0).to(dev)
+                       frame_channels=frame_channels(val_frames, codec.latent_shape) if cfg.frame_inputs else 0,
+                       flow_prior=cfg.flow_prior).to(dev)
     if cfg.skip:  # start from "no change": with the skip, exactly a copy of the last frame
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)

@@ -85,6 +85,9 @@ class LatentLSTM(nn.Module):
             frame and K - 1 flows, mixed by per-pixel weights the head also predicts (see
             move), so what stands still is copied unresampled and where the motion is
             uncertain the prediction can spread over several.
+        flow_prior: (flow only) > 0: every step's flow starts from this fraction of the
+            motion block matching finds between the last two context frames (see
+            block_motion); the head learns what to add. 0: from zero.
         frame_channels: (flow only) > 0: the LSTM also sees each frame's pixels, each
             cell of Z's grid the pixels it covers (pixel_unshuffle: image channels x
             cell area channels), the true frames of the context, then its own predicted
@@ -92,7 +95,7 @@ class LatentLSTM(nn.Module):
     """
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
-                 diffs=False, latent_shape=None, flow=False, flow_modes=1, frame_channels=0):
+                 diffs=False, latent_shape=None, flow=False, flow_modes=1, frame_channels=0, flow_prior=0.0):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -107,10 +110,14 @@ class LatentLSTM(nn.Module):
                          latent_shape=None if latent_shape is None else list(latent_shape), flow=flow)
         if frame_channels and not flow:
             raise ValueError("frame_channels feeds the frames a flow moves: it needs flow=True")
+        if flow_prior and (not flow or frame_channels):
+            raise ValueError("flow_prior needs flow=True and frame_channels=0")
         # absent at their defaults, so checkpoints written before they existed still resume
-        self.args.update({k: v for k, v in (("flow_modes", flow_modes), ("frame_channels", frame_channels))
-                          if v != {"flow_modes": 1, "frame_channels": 0}[k]})
+        defaults = {"flow_modes": 1, "frame_channels": 0, "flow_prior": 0.0}
+        self.args.update({k: v for k, v in (("flow_modes", flow_modes), ("frame_channels", frame_channels),
+                                            ("flow_prior", flow_prior)) if v != defaults[k]})
         self.flow, self.flow_modes, self.frame_channels = flow, flow_modes, frame_channels
+        self.flow_prior = flow_prior
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
         self.latent_shape = None if latent_shape is None else tuple(latent_shape)
         self.input_dropout = nn.Dropout(dropout)
@@ -236,6 +243,18 @@ class LatentLSTM(nn.Module):
         z = torch.cat(steps, dim=1)
         return (z, torch.cat(moves, dim=1)) if flows else z
 
+    def with_prior(self, flows, prev, last):
+        """The flow head's outputs ``flows`` (B, T, channels, h, w) with flow_prior x the
+        block-matching motion from ``prev`` to ``last`` (B, C, H, W) added to every step's
+        flow(s); unchanged when flow_prior is 0."""
+        if not self.flow_prior:
+            return flows
+        motion = F.adaptive_avg_pool2d(block_motion(prev, last), self.latent_shape[1:])
+        moving = max(1, self.flow_modes - 1)
+        extra = torch.zeros_like(flows[:, :1])
+        extra[:, 0, :2 * moving] = self.flow_prior * motion.repeat(1, moving, 1, 1)
+        return flows + extra
+
     def move(self, last, flows):
         """The frames after ``last`` (B, C, H, W) predicted from the flow head's outputs
         ``flows`` (B, T, channels, h, w): (B, T, C, H, W). One mode: ``last`` moved by the
@@ -291,6 +310,30 @@ def warp(frames, flow):
     grid = torch.stack([(xs + flow[:, 0] + 0.5) * (2.0 / width) - 1.0,
                         (ys + flow[:, 1] + 0.5) * (2.0 / height) - 1.0], dim=-1)
     return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@torch.no_grad()
+def block_motion(prev, last, radius=6, box=9):
+    """How far the content of ``last`` (B, C, H, W) moved since ``prev``, per pixel, by
+    block matching: the shift d (x, y in whole pixels, |d| <= ``radius``) for which
+    ``prev`` at p + d looks most like ``last`` at p, in grey over a ``box`` x ``box``
+    window, then averaged over such a window. In warp's convention (B, 2, H, W): the same
+    motion once more gives the next frame as warp(last, d)."""
+    grey_prev, grey_last = prev.mean(1, keepdim=True), last.mean(1, keepdim=True)
+    height, width = last.shape[-2:]
+    padded = F.pad(grey_prev, (radius,) * 4, mode="replicate")
+    best = torch.full_like(grey_last, float("inf"))
+    motion = torch.zeros(last.shape[0], 2, height, width, dtype=last.dtype, device=last.device)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            moved = padded[..., radius + dy:radius + dy + height, radius + dx:radius + dx + width]
+            cost = F.avg_pool2d((moved - grey_last).abs(), box, stride=1, padding=box // 2,
+                                count_include_pad=False) + 1e-4 * (dx * dx + dy * dy)  # ties: the shorter
+            better = cost < best
+            best = torch.where(better, cost, best)
+            motion[:, :1] = torch.where(better, float(dx), motion[:, :1])
+            motion[:, 1:] = torch.where(better, float(dy), motion[:, 1:])
+    return F.avg_pool2d(motion, box, stride=1, padding=box // 2, count_include_pad=False)
 
 
 def warp_rollout(last, flows):
@@ -370,7 +413,11 @@ def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_fr
     if getattr(model, "flow", False):
         first = context - 1
         last = frames[index[:, first].cpu()].to(mean.device).float() / 255.0
-        moved = model.move(last, out["flow"][:, first:])
+        flows = out["flow"][:, first:]
+        if model.flow_prior:
+            prev = frames[index[:, first - 1].cpu()].to(mean.device).float() / 255.0
+            flows = model.with_prior(flows, prev, last)
+        moved = model.move(last, flows)
         target = frames[index[:, first + 1:].flatten().cpu()].to(mean.device).float().div_(255.0)
         pixels = (moved - target.view_as(moved)).pow(2).flatten(2).sum(-1).mean()
         return z_weight * prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss) + pixels

@@ -400,6 +400,38 @@ def test_warp_moves_pixels_by_the_flow_and_repeats_the_edge():
     assert steps.shape == (2, 3, 1, 4, 4) and torch.equal(steps[:, 1, ..., :2], frames[..., 2:])
 
 
+def test_block_motion_finds_a_shift_and_the_prior_continues_it():
+    from models.lstm import LatentLSTM, block_motion, warp
+    torch.manual_seed(0)
+    scene = torch.rand(2, 3, 40, 80)
+    prev, last = scene[..., 4:36, 10:42], scene[..., 4:36, 12:44]  # the picture moved 2 px left
+    motion = block_motion(prev, last, radius=3, box=5)
+    inner = motion[..., 8:-8, 8:-8]  # away from the edges, where nothing matches
+    assert torch.allclose(inner[:, 0], torch.full_like(inner[:, 0], 2.0)) and inner[:, 1].abs().max() == 0
+    nxt = warp(last, motion)  # the same motion once more: the next crop
+    assert torch.allclose(nxt[..., 8:-8, 8:-8], scene[..., 4:36, 14:46][..., 8:-8, 8:-8], atol=1e-5)
+    model = LatentLSTM(z_dim=2 * 4 * 4, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
+                       latent_shape=(2, 4, 4), flow=True, flow_prior=0.5)
+    flows = torch.zeros(2, 3, 2, 4, 4)
+    primed = model.with_prior(flows, prev, last)
+    expected = 0.5 * torch.nn.functional.adaptive_avg_pool2d(block_motion(prev, last), (4, 4))
+    assert all(torch.allclose(primed[:, t], expected) for t in range(3))
+    assert model.args["flow_prior"] == 0.5 and "flow_prior" not in LatentLSTM(
+        z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True).args  # old checkpoints still resume
+    with pytest.raises(ValueError, match="flow_prior"):
+        LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=False, flow_prior=0.5)
+
+
+def test_motion_prior_tool_scores_fractions_of_the_motion_against_copy_last(film, capsys):
+    from tools import motion_prior
+    motion_prior.main(argv(data_path=film["data"], split="test", context=2, horizon=2, frame_skip=1,
+                           crops=1, fractions="0.0,0.5"))
+    lines = capsys.readouterr().out.splitlines()
+    assert "test windows" in lines[0]
+    assert lines[1].strip().startswith("0.00 of the motion") and "(1.000 of copy-last)" in lines[1]
+    assert lines[2].strip().startswith("0.50 of the motion") and len(lines) == 3
+
+
 def test_flow_modes_mix_the_still_frame_and_each_moved_one_per_pixel():
     from models.lstm import LatentLSTM, warp_rollout
     model = LatentLSTM(z_dim=2 * 2 * 2, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
@@ -464,6 +496,17 @@ def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, t
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=True, cell="dense", **common))
     with pytest.raises(UserError, match="--flow_modes=2 mixes flows of the warp"):
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, flow_modes=2, **common))
+    with pytest.raises(UserError, match="--flow_prior starts the warp's flows"):
+        train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, flow_prior=0.3, **common))
+    # the film default: flows start from 0.3 of the block-matched motion, in training and sampling
+    train_lstm.main(argv(checkpoint=tmp_path / "p.pt", epochs=1, **common))
+    assert torch.load(tmp_path / "p.pt", weights_only=True)["model_args"]["flow_prior"] == 0.3
+    sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "p.pt", out_dir=tmp_path / "p",
+                           context=2, horizon=2, n_sequences=1, eval_crops=1))
+    assert (tmp_path / "p" / "film_sample_000.gif").exists()
+    with pytest.raises(UserError, match="--context=2 or more"):
+        sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "p.pt", out_dir=tmp_path / "p",
+                               context=1, horizon=2, n_sequences=1, eval_crops=1))
     train_lstm.main(argv(checkpoint=tmp_path / "f.pt", warp=True, frame_inputs=True, epochs=1, **common))
     assert torch.load(tmp_path / "f.pt", weights_only=True)["model_args"]["frame_channels"] == 3 * 4 * 4
     sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "f.pt", out_dir=tmp_path / "f",
