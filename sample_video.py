@@ -63,9 +63,7 @@ def predict(model, codec, sequences, context, horizon, temperature=0.0, skip=Fal
             seen = torch.from_numpy(np.ascontiguousarray(sequences[:, :context])).to(codec.device).float() / 255.0
             _, flows = model.rollout(mean.to(codec.device), horizon, temperature, flows=True,
                                      frames=seen if model.frame_channels else None)
-            if model.flow_prior:
-                flows = model.with_prior(flows, seen[:, -2], seen[:, -1])
-            moved = model.move(seen[:, -1], flows).clamp_(0.0, 1.0).cpu()
+            moved = model.move(seen[:, -1], flows, seen[:, -2] if context > 1 else None).clamp_(0.0, 1.0).cpu()
         return torch.cat([codec.decode(mean), moved], dim=1)
     with torch.no_grad():
         future = model.rollout(mean.to(codec.device), horizon, temperature).cpu()
@@ -181,7 +179,7 @@ def main(argv=None):
     codec = branch.load_codec(vae_checkpoint, dev)
     check_lineage(lstm_ckpt, cfg.lstm_checkpoint, "vae_checkpoint", vae_checkpoint, "train_lstm.py")
     model = load_model(lstm_ckpt, dev)
-    if getattr(model, "flow_prior", 0.0) and context < 2:
+    if model.flow_prior and context < 2:
         raise UserError(f"{cfg.lstm_checkpoint} starts its flows from the motion between the last two "
                         "context frames: use --context=2 or more")
     if cfg.video:

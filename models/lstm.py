@@ -249,17 +249,22 @@ class LatentLSTM(nn.Module):
         flow(s); unchanged when flow_prior is 0."""
         if not self.flow_prior:
             return flows
-        motion = F.adaptive_avg_pool2d(block_motion(prev, last), self.latent_shape[1:])
+        motion = block_motion(prev, last, grid=self.latent_shape[1:])
         moving = max(1, self.flow_modes - 1)
         extra = torch.zeros_like(flows[:, :1])
         extra[:, 0, :2 * moving] = self.flow_prior * motion.repeat(1, moving, 1, 1)
         return flows + extra
 
-    def move(self, last, flows):
+    def move(self, last, flows, prev=None):
         """The frames after ``last`` (B, C, H, W) predicted from the flow head's outputs
         ``flows`` (B, T, channels, h, w): (B, T, C, H, W). One mode: ``last`` moved by the
         summed flows (warp_rollout). K modes: per pixel, a softmax-weighted mix of ``last``
-        itself and of ``last`` moved by each of the K - 1 summed flows."""
+        itself and of ``last`` moved by each of the K - 1 summed flows. A model with
+        flow_prior needs ``prev``, the frame before ``last`` (see with_prior)."""
+        if self.flow_prior:
+            if prev is None:
+                raise ValueError("this model's flows start from the motion since the frame before: pass prev")
+            flows = self.with_prior(flows, prev, last)
         if self.flow_modes == 1:
             return warp_rollout(last, flows)
         moving = self.flow_modes - 1
@@ -313,12 +318,13 @@ def warp(frames, flow):
 
 
 @torch.no_grad()
-def block_motion(prev, last, radius=6, box=9):
+def block_motion(prev, last, radius=6, box=9, grid=None):
     """How far the content of ``last`` (B, C, H, W) moved since ``prev``, per pixel, by
     block matching: the shift d (x, y in whole pixels, |d| <= ``radius``) for which
     ``prev`` at p + d looks most like ``last`` at p, in grey over a ``box`` x ``box``
-    window, then averaged over such a window. In warp's convention (B, 2, H, W): the same
-    motion once more gives the next frame as warp(last, d)."""
+    window, then averaged over such a window (and, with ``grid`` (h, w), over each cell of
+    that grid). In warp's convention (B, 2, H, W) or (B, 2, h, w): the same motion once
+    more gives the next frame as warp(last, d)."""
     grey_prev, grey_last = prev.mean(1, keepdim=True), last.mean(1, keepdim=True)
     height, width = last.shape[-2:]
     padded = F.pad(grey_prev, (radius,) * 4, mode="replicate")
@@ -333,7 +339,8 @@ def block_motion(prev, last, radius=6, box=9):
             best = torch.where(better, cost, best)
             motion[:, :1] = torch.where(better, float(dx), motion[:, :1])
             motion[:, 1:] = torch.where(better, float(dy), motion[:, 1:])
-    return F.avg_pool2d(motion, box, stride=1, padding=box // 2, count_include_pad=False)
+    motion = F.avg_pool2d(motion, box, stride=1, padding=box // 2, count_include_pad=False)
+    return motion if grid is None else F.adaptive_avg_pool2d(motion, tuple(grid))
 
 
 def warp_rollout(last, flows):
@@ -413,11 +420,8 @@ def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_fr
     if getattr(model, "flow", False):
         first = context - 1
         last = frames[index[:, first].cpu()].to(mean.device).float() / 255.0
-        flows = out["flow"][:, first:]
-        if model.flow_prior:
-            prev = frames[index[:, first - 1].cpu()].to(mean.device).float() / 255.0
-            flows = model.with_prior(flows, prev, last)
-        moved = model.move(last, flows)
+        prev = frames[index[:, first - 1].cpu()].to(mean.device).float() / 255.0 if model.flow_prior else None
+        moved = model.move(last, out["flow"][:, first:], prev)
         target = frames[index[:, first + 1:].flatten().cpu()].to(mean.device).float().div_(255.0)
         pixels = (moved - target.view_as(moved)).pow(2).flatten(2).sum(-1).mean()
         return z_weight * prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss) + pixels

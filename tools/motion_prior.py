@@ -8,7 +8,6 @@ flow_prior was chosen: on the training windows, so the test windows play no part
     python -m tools.motion_prior --split=test      # the windows sample_video.py scores
 """
 import torch
-import torch.nn.functional as F
 
 from data.branches import BRANCHES
 from data.sequences import windows
@@ -38,7 +37,7 @@ def main(argv=None):
     for s in range(0, len(index), cfg.batch):
         frames = torch.from_numpy(clips.frames[index[s:s + cfg.batch].numpy()]).float() / 255.0
         last, future = frames[:, cfg.context - 1], frames[:, cfg.context:]
-        motion = F.adaptive_avg_pool2d(block_motion(frames[:, cfg.context - 2], last), (cfg.grid, cfg.grid))
+        motion = block_motion(frames[:, cfg.context - 2], last, grid=(cfg.grid, cfg.grid))
         for f in cfg.fractions:
             moved = warp_rollout(last, (f * motion)[:, None].expand(-1, cfg.horizon, -1, -1, -1))
             totals[f] += float(frame_scores(moved, future)["mse"].mean(1).sum())
