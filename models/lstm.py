@@ -85,9 +85,12 @@ class LatentLSTM(nn.Module):
             frame and K - 1 flows, mixed by per-pixel weights the head also predicts (see
             move), so what stands still is copied unresampled and where the motion is
             uncertain the prediction can spread over several.
-        flow_prior: (flow only) > 0: every step's flow starts from this fraction of the
+        flow_prior: (flow only) > 0: the first step's flow starts from this fraction of the
             motion block matching finds between the last two context frames (see
             block_motion); the head learns what to add. 0: from zero.
+        flow_decay: (flow_prior only) each later step's share of that motion is this
+            factor of the one before: 1 continues the motion unchanged, 0 moves once and
+            holds (film motion measured over one frame pair does not persist).
         frame_channels: (flow only) > 0: the LSTM also sees each frame's pixels, each
             cell of Z's grid the pixels it covers (pixel_unshuffle: image channels x
             cell area channels), the true frames of the context, then its own predicted
@@ -95,7 +98,8 @@ class LatentLSTM(nn.Module):
     """
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
-                 diffs=False, latent_shape=None, flow=False, flow_modes=1, frame_channels=0, flow_prior=0.0):
+                 diffs=False, latent_shape=None, flow=False, flow_modes=1, frame_channels=0, flow_prior=0.0,
+                 flow_decay=1.0):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -112,12 +116,15 @@ class LatentLSTM(nn.Module):
             raise ValueError("frame_channels feeds the frames a flow moves: it needs flow=True")
         if flow_prior and (not flow or frame_channels):
             raise ValueError("flow_prior needs flow=True and frame_channels=0")
+        if not 0.0 <= flow_decay <= 1.0 or (flow_decay != 1.0 and not flow_prior):
+            raise ValueError(f"flow_decay must be in [0, 1], and differ from 1 only with flow_prior; got {flow_decay}")
         # absent at their defaults, so checkpoints written before they existed still resume
-        defaults = {"flow_modes": 1, "frame_channels": 0, "flow_prior": 0.0}
+        defaults = {"flow_modes": 1, "frame_channels": 0, "flow_prior": 0.0, "flow_decay": 1.0}
         self.args.update({k: v for k, v in (("flow_modes", flow_modes), ("frame_channels", frame_channels),
-                                            ("flow_prior", flow_prior)) if v != defaults[k]})
+                                            ("flow_prior", flow_prior), ("flow_decay", flow_decay))
+                          if v != defaults[k]})
         self.flow, self.flow_modes, self.frame_channels = flow, flow_modes, frame_channels
-        self.flow_prior = flow_prior
+        self.flow_prior, self.flow_decay = flow_prior, flow_decay
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
         self.latent_shape = None if latent_shape is None else tuple(latent_shape)
         self.input_dropout = nn.Dropout(dropout)
@@ -244,15 +251,16 @@ class LatentLSTM(nn.Module):
         return (z, torch.cat(moves, dim=1)) if flows else z
 
     def with_prior(self, flows, prev, last):
-        """The flow head's outputs ``flows`` (B, T, channels, h, w) with flow_prior x the
-        block-matching motion from ``prev`` to ``last`` (B, C, H, W) added to every step's
-        flow(s); unchanged when flow_prior is 0."""
+        """The flow head's outputs ``flows`` (B, T, channels, h, w) with the block-matching
+        motion from ``prev`` to ``last`` (B, C, H, W) added to each step's flow(s):
+        flow_prior x flow_decay^t of it at step t (from 0); unchanged when flow_prior is 0."""
         if not self.flow_prior:
             return flows
         motion = block_motion(prev, last, grid=self.latent_shape[1:])
         moving = max(1, self.flow_modes - 1)
-        extra = torch.zeros_like(flows[:, :1])
-        extra[:, 0, :2 * moving] = self.flow_prior * motion.repeat(1, moving, 1, 1)
+        extra = torch.zeros_like(flows)
+        extra[:, :, :2 * moving] = prior_flows(motion.repeat(1, moving, 1, 1), self.flow_prior, self.flow_decay,
+                                               flows.shape[1])
         return flows + extra
 
     def move(self, last, flows, prev=None):
@@ -341,6 +349,13 @@ def block_motion(prev, last, radius=6, box=9, grid=None):
             motion[:, 1:] = torch.where(better, float(dy), motion[:, 1:])
     motion = F.avg_pool2d(motion, box, stride=1, padding=box // 2, count_include_pad=False)
     return motion if grid is None else F.adaptive_avg_pool2d(motion, tuple(grid))
+
+
+def prior_flows(motion, fraction, decay, steps):
+    """Each step's share of ``motion`` (B, 2, h, w): ``fraction`` x ``decay``^t at step t
+    (from 0), as flows (B, steps, 2, h, w) for warp_rollout."""
+    shares = fraction * decay ** torch.arange(steps, dtype=motion.dtype, device=motion.device)
+    return shares.view(1, -1, 1, 1, 1) * motion.unsqueeze(1)
 
 
 def warp_rollout(last, flows):

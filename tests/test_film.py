@@ -416,20 +416,34 @@ def test_block_motion_finds_a_shift_and_the_prior_continues_it():
     primed = model.with_prior(flows, prev, last)
     expected = 0.5 * torch.nn.functional.adaptive_avg_pool2d(block_motion(prev, last), (4, 4))
     assert all(torch.allclose(primed[:, t], expected) for t in range(3))
-    assert model.args["flow_prior"] == 0.5 and "flow_prior" not in LatentLSTM(
-        z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True).args  # old checkpoints still resume
+    # with a decay, each later step's share is that factor of the one before
+    decaying = LatentLSTM(z_dim=2 * 4 * 4, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
+                          latent_shape=(2, 4, 4), flow=True, flow_prior=0.5, flow_decay=0.2)
+    shares = decaying.with_prior(flows + 1.0, prev, last) - 1.0
+    assert all(torch.allclose(shares[:, t], expected * 0.2 ** t, atol=1e-6) for t in range(3))
+    assert decaying.args["flow_decay"] == 0.2
+    bare = LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True).args
+    assert model.args["flow_prior"] == 0.5 and "flow_prior" not in bare  # old checkpoints still resume
+    assert "flow_decay" not in model.args and "flow_decay" not in bare
     with pytest.raises(ValueError, match="flow_prior"):
         LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=False, flow_prior=0.5)
+    with pytest.raises(ValueError, match="flow_decay"):
+        LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True, flow_decay=0.5)
 
 
-def test_motion_prior_tool_scores_fractions_of_the_motion_against_copy_last(film, capsys):
+def test_motion_prior_tool_scores_fractions_and_decays_of_the_motion_against_copy_last(film, capsys):
     from tools import motion_prior
     motion_prior.main(argv(data_path=film["data"], split="test", context=2, horizon=2, frame_skip=1,
-                           crops=1, fractions="0.0,0.5"))
+                           crops=1, fractions="0.0,0.5", decays="0.0,1.0"))
     lines = capsys.readouterr().out.splitlines()
-    assert "test windows" in lines[0]
-    assert lines[1].strip().startswith("0.00 of the motion") and "(1.000 of copy-last)" in lines[1]
-    assert lines[2].strip().startswith("0.50 of the motion") and len(lines) == 3
+    assert "test windows" in lines[0] and len(lines) == 5
+    copy = float(lines[0].rsplit("copy last ", 1)[1])
+    zero = [float(v) for v in lines[2].split()[1:]]
+    assert lines[2].split()[0] == "0.00" and zero == [copy, copy]  # no motion: copy-last, any decay
+    assert lines[3].split()[0] == "0.50" and len(lines[3].split()) == 3
+    assert lines[4].startswith("best: fraction ")
+    with pytest.raises(UserError, match="--decays"):
+        motion_prior.main(argv(data_path=film["data"], decays="1.5"))
 
 
 def test_flow_modes_mix_the_still_frame_and_each_moved_one_per_pixel():
@@ -498,9 +512,17 @@ def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, t
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, flow_modes=2, **common))
     with pytest.raises(UserError, match="--flow_prior starts the warp's flows"):
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, flow_prior=0.3, **common))
-    # the film default: flows start from 0.3 of the block-matched motion, in training and sampling
+    with pytest.raises(UserError, match="--flow_decay=0.5 shrinks the flow prior"):
+        train_lstm.main(argv(checkpoint=tmp_path / "d.pt", flow_prior=0.0, flow_decay=0.5, **common))
+    # the film default: flows start from 0.3 of the block-matched motion, in training and
+    # sampling; with --flow_decay each later step's share shrinks
     train_lstm.main(argv(checkpoint=tmp_path / "p.pt", epochs=1, **common))
     assert torch.load(tmp_path / "p.pt", weights_only=True)["model_args"]["flow_prior"] == 0.3
+    train_lstm.main(argv(checkpoint=tmp_path / "pd.pt", epochs=1, flow_decay=0.5, **common))
+    assert torch.load(tmp_path / "pd.pt", weights_only=True)["model_args"]["flow_decay"] == 0.5
+    sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "pd.pt", out_dir=tmp_path / "pd",
+                           context=2, horizon=2, n_sequences=1, eval_crops=1))
+    assert (tmp_path / "pd" / "film_sample_000.gif").exists()
     sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "p.pt", out_dir=tmp_path / "p",
                            context=2, horizon=2, n_sequences=1, eval_crops=1))
     assert (tmp_path / "p" / "film_sample_000.gif").exists()

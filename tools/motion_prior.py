@@ -1,8 +1,10 @@
 """How well the block-matched motion alone predicts film frames: the last context frame
-moved on by a fraction of the motion between the last two context frames (see
+moved on by the motion between the last two context frames (see
 models.lstm.block_motion, on Z's 16 x 16 grid as train_lstm.py's flow_prior uses it),
-against copying the last frame, for several fractions. This is how the film branch's
-flow_prior was chosen: on the training windows, so the test windows play no part.
+``fraction`` of it at the first predicted step and ``decay`` times the step before's
+share at each later one, against copying the last frame, for several of each. This is
+how the film branch's flow_prior and flow_decay were chosen: on the training windows, so
+the test windows play no part.
 
     python -m tools.motion_prior                   # the training windows of data/film.h5
     python -m tools.motion_prior --split=test      # the windows sample_video.py scores
@@ -11,9 +13,8 @@ import torch
 
 from data.branches import BRANCHES
 from data.sequences import windows
-from models.lstm import block_motion, warp_rollout
-from utils.errors import run_cli
-from utils.metrics import frame_scores
+from models.lstm import block_motion, prior_flows, warp_rollout
+from utils.errors import UserError, run_cli
 from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
@@ -24,29 +25,36 @@ horizon = 5  # frames predicted [1, inf)
 frame_skip = 3  # use every n-th frame [1, inf)
 crops = 4  # crops of each frame, left to right [1, inf)
 grid = 16  # the flow's grid (Z's: 16 x 16 for 64 x 64 crops) [1, inf)
-fractions = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]  # fractions of the motion to try
+fractions = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]  # shares of the motion at the first step to try
+decays = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # factors from one step's share to the next to try
 batch = 250  # windows per batch [1, inf)
 # -----------------------------------------------------------------------------
 
 
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv, choices={"split": ("train", "test")})
+    if any(not 0.0 <= d <= 1.0 for d in cfg.decays):
+        raise UserError(f"--decays must lie in [0, 1], got {cfg.decays}")
     clips = BRANCHES["film"].read_clips(cfg.data_path, cfg.split, n_crops=cfg.crops)
     index = windows(clips.lengths, clips.cuts, cfg.context + cfg.horizon, cfg.frame_skip)
-    totals = {f: 0.0 for f in cfg.fractions}
+    pairs = [(f, d) for f in cfg.fractions for d in cfg.decays]
+    totals, copy = {p: 0.0 for p in pairs}, 0.0
     for s in range(0, len(index), cfg.batch):
         frames = torch.from_numpy(clips.frames[index[s:s + cfg.batch].numpy()]).float() / 255.0
         last, future = frames[:, cfg.context - 1], frames[:, cfg.context:]
+        copy += float((last.unsqueeze(1) - future).pow(2).flatten(2).sum(-1).mean(1).sum())
         motion = block_motion(frames[:, cfg.context - 2], last, grid=(cfg.grid, cfg.grid))
-        for f in cfg.fractions:
-            moved = warp_rollout(last, (f * motion)[:, None].expand(-1, cfg.horizon, -1, -1, -1))
-            totals[f] += float(frame_scores(moved, future)["mse"].mean(1).sum())
-    copy = totals.get(0.0) if 0.0 in totals else None
-    print(f"{len(index)} {cfg.split} windows of {cfg.data_path} ({cfg.context} in, {cfg.horizon} predicted, "
-          f"frame skip {cfg.frame_skip}): mean MSE per frame")
-    for f, total in totals.items():
-        ratio = f" ({total / copy:.3f} of copy-last)" if copy else ""
-        print(f"  {f:.2f} of the motion: {total / len(index):.1f}{ratio}{'  = copy last' if f == 0 else ''}")
+        for f, d in pairs:
+            moved = warp_rollout(last, prior_flows(motion, f, d, cfg.horizon)).clamp(0.0, 1.0)
+            totals[f, d] += float((moved - future).pow(2).flatten(2).sum(-1).mean(1).sum())
+    n = len(index)
+    print(f"{n} {cfg.split} windows of {cfg.data_path} ({cfg.context} in, {cfg.horizon} predicted, "
+          f"frame skip {cfg.frame_skip}): mean MSE per frame; copy last {copy / n:.1f}")
+    print("fraction \\ decay " + "".join(f"{d:>8.2f}" for d in cfg.decays))
+    for f in cfg.fractions:
+        print(f"{f:>17.2f} " + "".join(f"{totals[f, d] / n:>8.1f}" for d in cfg.decays))
+    f, d = min(pairs, key=totals.get)
+    print(f"best: fraction {f}, decay {d}: {totals[f, d] / n:.1f} ({totals[f, d] / copy:.3f} of copy-last)")
 
 
 if __name__ == "__main__":
