@@ -61,9 +61,10 @@ def predict(model, codec, sequences, context, horizon, temperature=0.0, skip=Fal
     if model.flow:
         with torch.no_grad():
             seen = torch.from_numpy(np.ascontiguousarray(sequences[:, :context])).to(codec.device).float() / 255.0
+            motion = model.context_motion(seen[:, -2], seen[:, -1]) if model.uses_motion else None
             _, flows = model.rollout(mean.to(codec.device), horizon, temperature, flows=True,
-                                     frames=seen if model.frame_channels else None)
-            moved = model.move(seen[:, -1], flows, seen[:, -2] if context > 1 else None).clamp_(0.0, 1.0).cpu()
+                                     frames=seen if model.frame_channels else None, motion=motion)
+            moved = model.move(seen[:, -1], flows, motion=motion).clamp_(0.0, 1.0).cpu()
         return torch.cat([codec.decode(mean), moved], dim=1)
     with torch.no_grad():
         future = model.rollout(mean.to(codec.device), horizon, temperature).cpu()
@@ -179,9 +180,9 @@ def main(argv=None):
     codec = branch.load_codec(vae_checkpoint, dev)
     check_lineage(lstm_ckpt, cfg.lstm_checkpoint, "vae_checkpoint", vae_checkpoint, "train_lstm.py")
     model = load_model(lstm_ckpt, dev)
-    if model.flow_prior and context < 2:
-        raise UserError(f"{cfg.lstm_checkpoint} starts its flows from the motion between the last two "
-                        "context frames: use --context=2 or more")
+    if model.uses_motion and context < 2:
+        raise UserError(f"{cfg.lstm_checkpoint} uses the motion between the last two context frames: "
+                        "use --context=2 or more")
     if cfg.video:
         continue_video(cfg, model, codec, frame_skip, skip)
         return

@@ -42,8 +42,10 @@ rollout = True  # after train_context true frames, feed the LSTM its own predict
 skip = False  # decode predictions as the last context frame plus the decoded change (film: True)
 warp = False  # predict frames as the last context frame moved by flows the conv LSTM predicts on Z's grid (film: True)
 flow_modes = 1  # warp: 1 = one flow per step; K > 1 = per pixel a learned mix of the still last frame and K - 1 flows [1, inf)
-flow_prior = 0.0  # warp: every predicted step's flow starts from this fraction of the motion block matching finds between the last two context frames; 0 = from zero (film: 0.3) [0, inf)
+flow_prior = 0.0  # warp: every predicted step's flow starts from this fraction of the motion block matching finds between the last two context frames; 0 = from zero (film: 0.4) [0, inf)
 flow_decay = 1.0  # warp with flow_prior: each later step's share of that motion is this factor of the one before; 1 = the same every step (measured better on film with the LSTM), 0 = move once and hold [0, 1]
+subpixel_motion = True  # warp with flow_prior or motion_inputs: refine the block-matched motion to fractions of a pixel (false: whole pixels)
+motion_inputs = False  # warp: the LSTM also reads the motion block matching finds between the last two context frames (flow_prior's), to learn where to trust it
 z_weight = 1.0  # warp: weight of the loss on Z beside the predicted frames' pixel loss [0, inf)
 frame_inputs = False  # warp: the LSTM also reads the frames' pixels (the context's, then its own predictions)
 augment = False  # also train on mirrored frames and on windows played backwards
@@ -124,6 +126,9 @@ def main(argv=None):
     if cfg.flow_decay != 1.0 and not cfg.flow_prior:
         raise UserError(f"--flow_decay={cfg.flow_decay} shrinks the flow prior's share step by step: "
                         "use it with --flow_prior above 0")
+    if cfg.motion_inputs and (not cfg.warp or cfg.frame_inputs or cfg.train_context < 2):
+        raise UserError("--motion_inputs shows the LSTM the motion between the last two context frames: use it "
+                        "with --warp=true, --frame_inputs=false and --train_context of 2 or more")
     if cfg.new_sequences and cfg.dataset != "mnist":
         raise UserError("--new_sequences draws new Moving MNIST sequences: use it with --dataset=mnist")
     check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
@@ -174,7 +179,9 @@ def main(argv=None):
                        latent_shape=codec.latent_shape if cfg.cell == "conv" else None,
                        flow=cfg.warp, flow_modes=cfg.flow_modes if cfg.warp else 1,
                        frame_channels=frame_channels(val_frames, codec.latent_shape) if cfg.frame_inputs else 0,
-                       flow_prior=cfg.flow_prior, flow_decay=cfg.flow_decay).to(dev)
+                       flow_prior=cfg.flow_prior, flow_decay=cfg.flow_decay,
+                       motion_inputs=cfg.motion_inputs,
+                       subpixel_motion=cfg.subpixel_motion and bool(cfg.flow_prior or cfg.motion_inputs)).to(dev)
     if cfg.skip:  # start from "no change": with the skip, exactly a copy of the last frame
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)

@@ -88,6 +88,10 @@ class LatentLSTM(nn.Module):
         flow_prior: (flow only) > 0: the first step's flow starts from this fraction of the
             motion block matching finds between the last two context frames (see
             block_motion); the head learns what to add. 0: from zero.
+        subpixel_motion: (flow_prior or motion_inputs) that motion refined to fractions of a
+            pixel (see block_motion); False: whole pixels, as models before it was added.
+        motion_inputs: (flow only) the LSTM also reads that block-matched motion (on Z's
+            grid, 2 channels, the same at every step), so it can learn where to trust it.
         flow_decay: (flow_prior only) each later step's share of that motion is this
             factor of the one before: 1 continues the motion unchanged, 0 moves once and
             holds (film motion measured over one frame pair does not persist).
@@ -99,7 +103,7 @@ class LatentLSTM(nn.Module):
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
                  diffs=False, latent_shape=None, flow=False, flow_modes=1, frame_channels=0, flow_prior=0.0,
-                 flow_decay=1.0):
+                 flow_decay=1.0, motion_inputs=False, subpixel_motion=False):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -119,12 +123,21 @@ class LatentLSTM(nn.Module):
         if not 0.0 <= flow_decay <= 1.0 or (flow_decay != 1.0 and not flow_prior):
             raise ValueError(f"flow_decay must be in [0, 1], and differ from 1 only with flow_prior; got {flow_decay}")
         # absent at their defaults, so checkpoints written before they existed still resume
-        defaults = {"flow_modes": 1, "frame_channels": 0, "flow_prior": 0.0, "flow_decay": 1.0}
+        if motion_inputs and (not flow or frame_channels):
+            raise ValueError("motion_inputs needs flow=True and frame_channels=0")
+        if subpixel_motion and not (flow_prior or motion_inputs):
+            raise ValueError("subpixel_motion refines the motion that flow_prior and motion_inputs use: "
+                             "it needs one of them")
+        defaults = {"flow_modes": 1, "frame_channels": 0, "flow_prior": 0.0, "flow_decay": 1.0,
+                    "motion_inputs": False, "subpixel_motion": False}
         self.args.update({k: v for k, v in (("flow_modes", flow_modes), ("frame_channels", frame_channels),
-                                            ("flow_prior", flow_prior), ("flow_decay", flow_decay))
+                                            ("flow_prior", flow_prior), ("flow_decay", flow_decay),
+                                            ("motion_inputs", motion_inputs),
+                                            ("subpixel_motion", subpixel_motion))
                           if v != defaults[k]})
         self.flow, self.flow_modes, self.frame_channels = flow, flow_modes, frame_channels
-        self.flow_prior, self.flow_decay = flow_prior, flow_decay
+        self.flow_prior, self.flow_decay, self.motion_inputs = flow_prior, flow_decay, motion_inputs
+        self.subpixel_motion = subpixel_motion
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
         self.latent_shape = None if latent_shape is None else tuple(latent_shape)
         self.input_dropout = nn.Dropout(dropout)
@@ -135,7 +148,7 @@ class LatentLSTM(nn.Module):
             state_shape = (layers, 1, hidden)
             self.head = nn.Linear(hidden, z_dim * self.per_dim)
         else:
-            inputs = (self.latent_shape[0] + frame_channels,) + self.latent_shape[1:]
+            inputs = (self.latent_shape[0] + frame_channels + 2 * motion_inputs,) + self.latent_shape[1:]
             self.lstm = ConvLSTM(inputs, hidden, layers, dropout)
             state_shape = (layers, 1, hidden) + self.latent_shape[1:]
             self.head = nn.Conv2d(hidden, self.latent_shape[0] * self.per_dim, 1)
@@ -166,9 +179,26 @@ class LatentLSTM(nn.Module):
             return raw.transpose(2, 3).reshape(b, t, -1)
         return raw.reshape(b, t, -1)
 
-    def with_frames(self, z, frames):
+    @property
+    def uses_motion(self):
+        """Whether the model needs the context's block-matched motion (see context_motion)."""
+        return bool(self.flow_prior or self.motion_inputs)
+
+    def context_motion(self, prev, last):
+        """The block-matched motion from ``prev`` to ``last`` (B, C, H, W), the last two
+        context frames, on Z's grid (B, 2, h, w); what flow_prior and motion_inputs use."""
+        return block_motion(prev, last, grid=self.latent_shape[1:], subpixel=self.subpixel_motion)
+
+    def with_frames(self, z, frames, motion=None):
         """The LSTM's input: z (B, T, z_dim), and for a model with frame_channels the frames
-        (B, T, C, H, W) in [0, 1] unshuffled onto Z's grid beside it, flat."""
+        (B, T, C, H, W) in [0, 1] unshuffled onto Z's grid beside it, flat; for one with
+        motion_inputs, ``motion`` (B, 2, h, w) beside it at every step."""
+        if self.motion_inputs:
+            if motion is None:
+                raise ValueError("this model also reads the context's motion: pass motion")
+            b, t = z.shape[:2]
+            moving = motion.unsqueeze(1).expand(-1, t, -1, -1, -1)
+            return torch.cat([z.view(b, t, *self.latent_shape), moving], dim=2).flatten(2)
         if not self.frame_channels:
             return z
         if frames is None:
@@ -178,9 +208,10 @@ class LatentLSTM(nn.Module):
         return torch.cat([z.view(b, t, *self.latent_shape), pixels.view(b, t, -1, *self.latent_shape[1:]) - 0.5],
                          dim=2).flatten(2)
 
-    def forward(self, z, state=None, frames=None):
+    def forward(self, z, state=None, frames=None, motion=None):
         """z (B, T, z_dim) -> (prediction of each next Z, LSTM state after the last step).
-        ``frames`` (B, T, C, H, W): the frames of z, for a model with frame_channels.
+        ``frames`` (B, T, C, H, W): the frames of z, for a model with frame_channels;
+        ``motion``: the context's motion (context_motion), for one with motion_inputs.
 
         The prediction is a dict of (B, T, z_dim) tensors: ``mean`` always (for mdn, the
         mixture's mean), ``log_sigma`` for gaussian; ``logits``, ``means``, ``log_sigmas``
@@ -188,7 +219,7 @@ class LatentLSTM(nn.Module):
         """
         if state is None:
             state = self.initial_state(z.shape[0])
-        h, state = self.lstm(self.input_dropout(self.with_frames(z, frames)), state)
+        h, state = self.lstm(self.input_dropout(self.with_frames(z, frames, motion)), state)
         raw = self._head(h)
         base = z if self.diffs else 0.0
         extra = {}
@@ -207,7 +238,7 @@ class LatentLSTM(nn.Module):
         return {"mean": (weights * means).sum(-1), "logits": logits, "means": means,
                 "log_sigmas": bounded_log_sigma(log_sigmas), **extra}, state
 
-    def unroll(self, z, context, frames=None):
+    def unroll(self, z, context, frames=None, motion=None):
         """Teacher-forced on z[:, :context], then fed its own predicted means (and, with
         frame_channels, its own predicted frames; ``frames`` (B, >= context, C, H, W) holds
         the true ones).
@@ -215,13 +246,13 @@ class LatentLSTM(nn.Module):
         z (B, T, z_dim) -> predictions (dict as in forward) for frames 2..T, (B, T-1, ...).
         With context >= T - 1 this is plain teacher forcing at every step."""
         n = max(1, min(context, z.shape[1] - 1))
-        out, state = self(z[:, :n], frames=None if frames is None else frames[:, :n])
+        out, state = self(z[:, :n], frames=None if frames is None else frames[:, :n], motion=motion)
         steps = [out]
         for _ in range(z.shape[1] - 1 - n):
             shown = None
             if self.frame_channels:  # its own latest frame: the last true one moved so far
                 shown = self._next_frame(frames[:, n - 1], torch.cat([s["flow"] for s in steps], dim=1)[:, n - 1:])
-            out, state = self(out["mean"][:, -1:], state, frames=shown)
+            out, state = self(out["mean"][:, -1:], state, frames=shown, motion=motion)
             steps.append(out)
         return {k: torch.cat([s[k] for s in steps], dim=1) for k in steps[0]}
 
@@ -231,18 +262,20 @@ class LatentLSTM(nn.Module):
         return self.move(last, flows)[:, -1:].clamp(0.0, 1.0)
 
     @torch.no_grad()
-    def rollout(self, context, horizon, temperature=0.0, generator=None, flows=False, frames=None):
+    def rollout(self, context, horizon, temperature=0.0, generator=None, flows=False, frames=None,
+                motion=None):
         """Prime on ``context`` (B, K, z_dim), then generate ``horizon`` steps, feeding back
         its own prediction: the mean at temperature 0, else (mdn, gaussian) a sample drawn
         at that temperature. Returns Z of frames K+1..K+horizon, (B, horizon, z_dim), and
         with ``flows`` also each step's flow head output (B, horizon, channels, h, w).
-        ``frames`` (B, K, C, H, W): the context's frames, for a model with frame_channels."""
-        out, state = self(context, frames=frames)
+        ``frames`` (B, K, C, H, W): the context's frames, for a model with frame_channels;
+        ``motion``: their motion (context_motion), for one with motion_inputs."""
+        out, state = self(context, frames=frames, motion=motion)
         step = self.draw(out, temperature, generator)[:, -1:]
         steps, moves = [step], [out["flow"][:, -1:]] if self.flow else []
         for _ in range(horizon - 1):
             shown = self._next_frame(frames[:, -1], torch.cat(moves, dim=1)) if self.frame_channels else None
-            out, state = self(step, state, frames=shown)
+            out, state = self(step, state, frames=shown, motion=motion)
             step = self.draw(out, temperature, generator)
             steps.append(step)
             if self.flow:
@@ -250,29 +283,31 @@ class LatentLSTM(nn.Module):
         z = torch.cat(steps, dim=1)
         return (z, torch.cat(moves, dim=1)) if flows else z
 
-    def with_prior(self, flows, prev, last):
+    def with_prior(self, flows, prev, last, motion=None):
         """The flow head's outputs ``flows`` (B, T, channels, h, w) with the block-matching
         motion from ``prev`` to ``last`` (B, C, H, W) added to each step's flow(s):
-        flow_prior x flow_decay^t of it at step t (from 0); unchanged when flow_prior is 0."""
+        flow_prior x flow_decay^t of it at step t (from 0); unchanged when flow_prior is 0.
+        ``motion``: that motion if already measured (context_motion)."""
         if not self.flow_prior:
             return flows
-        motion = block_motion(prev, last, grid=self.latent_shape[1:])
+        motion = self.context_motion(prev, last) if motion is None else motion
         moving = max(1, self.flow_modes - 1)
         extra = torch.zeros_like(flows)
         extra[:, :, :2 * moving] = prior_flows(motion.repeat(1, moving, 1, 1), self.flow_prior, self.flow_decay,
                                                flows.shape[1])
         return flows + extra
 
-    def move(self, last, flows, prev=None):
+    def move(self, last, flows, prev=None, motion=None):
         """The frames after ``last`` (B, C, H, W) predicted from the flow head's outputs
         ``flows`` (B, T, channels, h, w): (B, T, C, H, W). One mode: ``last`` moved by the
         summed flows (warp_rollout). K modes: per pixel, a softmax-weighted mix of ``last``
         itself and of ``last`` moved by each of the K - 1 summed flows. A model with
-        flow_prior needs ``prev``, the frame before ``last`` (see with_prior)."""
+        flow_prior needs ``prev``, the frame before ``last``, or ``motion``, the motion
+        between them (see with_prior)."""
         if self.flow_prior:
-            if prev is None:
+            if prev is None and motion is None:
                 raise ValueError("this model's flows start from the motion since the frame before: pass prev")
-            flows = self.with_prior(flows, prev, last)
+            flows = self.with_prior(flows, prev, last, motion)
         if self.flow_modes == 1:
             return warp_rollout(last, flows)
         moving = self.flow_modes - 1
@@ -326,27 +361,42 @@ def warp(frames, flow):
 
 
 @torch.no_grad()
-def block_motion(prev, last, radius=6, box=9, grid=None):
+def block_motion(prev, last, radius=6, box=9, grid=None, subpixel=False, chunk=32):
     """How far the content of ``last`` (B, C, H, W) moved since ``prev``, per pixel, by
-    block matching: the shift d (x, y in whole pixels, |d| <= ``radius``) for which
-    ``prev`` at p + d looks most like ``last`` at p, in grey over a ``box`` x ``box``
-    window, then averaged over such a window (and, with ``grid`` (h, w), over each cell of
-    that grid). In warp's convention (B, 2, H, W) or (B, 2, h, w): the same motion once
-    more gives the next frame as warp(last, d)."""
+    block matching: the shift d (x, y in pixels, |d| <= ``radius``) for which ``prev`` at
+    p + d looks most like ``last`` at p, in grey over a ``box`` x ``box`` window, then
+    averaged over such a window (and, with ``grid`` (h, w), over each cell of that grid).
+    ``subpixel``: the whole-pixel best shift is refined, along x and along y, to the
+    minimum of the parabola through its cost and its two neighbours' (at most half a
+    pixel either way); otherwise whole pixels. In warp's convention (B, 2, H, W) or
+    (B, 2, h, w): the same motion once more gives the next frame as warp(last, d). Works
+    on ``chunk`` frames at a time (its costs take chunk x (2 radius + 1)^2 x H x W floats)."""
+    if len(last) > chunk:
+        return torch.cat([block_motion(p, q, radius, box, grid, subpixel, chunk)
+                          for p, q in zip(prev.split(chunk), last.split(chunk))])
     grey_prev, grey_last = prev.mean(1, keepdim=True), last.mean(1, keepdim=True)
     height, width = last.shape[-2:]
     padded = F.pad(grey_prev, (radius,) * 4, mode="replicate")
-    best = torch.full_like(grey_last, float("inf"))
-    motion = torch.zeros(last.shape[0], 2, height, width, dtype=last.dtype, device=last.device)
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            moved = padded[..., radius + dy:radius + dy + height, radius + dx:radius + dx + width]
-            cost = F.avg_pool2d((moved - grey_last).abs(), box, stride=1, padding=box // 2,
-                                count_include_pad=False) + 1e-4 * (dx * dx + dy * dy)  # ties: the shorter
-            better = cost < best
-            best = torch.where(better, cost, best)
-            motion[:, :1] = torch.where(better, float(dx), motion[:, :1])
-            motion[:, 1:] = torch.where(better, float(dy), motion[:, 1:])
+    side = 2 * radius + 1
+    costs = torch.stack([
+        F.avg_pool2d((padded[..., radius + dy:radius + dy + height, radius + dx:radius + dx + width]
+                      - grey_last).abs(), box, stride=1, padding=box // 2, count_include_pad=False)[:, 0]
+        + 1e-4 * (dx * dx + dy * dy)  # ties: the shorter
+        for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)], dim=1)
+    best = costs.argmin(1, keepdim=True)  # the first of equal costs, dy then dx ascending
+    row, col = best // side, best % side
+    motion = torch.cat([col, row], dim=1).to(last.dtype) - radius
+    if subpixel:
+        def cost(r, c):
+            return costs.gather(1, r.clamp(0, side - 1) * side + c.clamp(0, side - 1))
+
+        centre = cost(row, col)
+        for axis, (before, after, inside) in enumerate((
+                (cost(row, col - 1), cost(row, col + 1), (col > 0) & (col < side - 1)),
+                (cost(row - 1, col), cost(row + 1, col), (row > 0) & (row < side - 1)))):
+            curve = before - 2 * centre + after
+            shift = 0.5 * (before - after) / curve.clamp_min(1e-12)
+            motion[:, axis:axis + 1] += torch.where(inside & (curve > 1e-12), shift.clamp(-0.5, 0.5), 0.0)
     motion = F.avg_pool2d(motion, box, stride=1, padding=box // 2, count_include_pad=False)
     return motion if grid is None else F.adaptive_avg_pool2d(motion, tuple(grid))
 
@@ -431,12 +481,16 @@ def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_fr
         n = context if rollout else mean.shape[1]
         seen = frames[index[:, :n].flatten().cpu()].to(mean.device).float().div_(255.0)
         seen = seen.view(index.shape[0], n, *seen.shape[1:])
-    out = model.unroll(mean, context if rollout else mean.shape[1], seen)
+    motion = None
     if getattr(model, "flow", False):
         first = context - 1
         last = frames[index[:, first].cpu()].to(mean.device).float() / 255.0
-        prev = frames[index[:, first - 1].cpu()].to(mean.device).float() / 255.0 if model.flow_prior else None
-        moved = model.move(last, out["flow"][:, first:], prev)
+        if model.uses_motion:
+            prev = frames[index[:, first - 1].cpu()].to(mean.device).float() / 255.0
+            motion = model.context_motion(prev, last)
+    out = model.unroll(mean, context if rollout else mean.shape[1], seen, motion)
+    if getattr(model, "flow", False):
+        moved = model.move(last, out["flow"][:, first:], motion=motion)
         target = frames[index[:, first + 1:].flatten().cpu()].to(mean.device).float().div_(255.0)
         pixels = (moved - target.view_as(moved)).pow(2).flatten(2).sum(-1).mean()
         return z_weight * prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss) + pixels

@@ -410,6 +410,14 @@ def test_block_motion_finds_a_shift_and_the_prior_continues_it():
     assert torch.allclose(inner[:, 0], torch.full_like(inner[:, 0], 2.0)) and inner[:, 1].abs().max() == 0
     nxt = warp(last, motion)  # the same motion once more: the next crop
     assert torch.allclose(nxt[..., 8:-8, 8:-8], scene[..., 4:36, 14:46][..., 8:-8, 8:-8], atol=1e-5)
+    assert torch.equal(block_motion(prev, last, radius=3, box=5, chunk=1), motion)  # chunks change nothing
+    # a smooth picture moved by 1.5 px: whole pixels give about 1, sub-pixel about 1.5
+    smooth = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(torch.rand(1, 3, 60, 90), 7, stride=1),
+                                             scale_factor=2, mode="bilinear")
+    prev2, last2 = (torch.nn.functional.avg_pool2d(smooth[..., 10:74, x:x + 64], 2) for x in (20, 23))
+    whole = block_motion(prev2, last2)[..., 8:-8, 8:-8].mean((-2, -1))[0]
+    fine = block_motion(prev2, last2, subpixel=True)[..., 8:-8, 8:-8].mean((-2, -1))[0]
+    assert abs(fine[0] - 1.5) < min(0.1, abs(whole[0] - 1.5) / 2) and fine[1].abs() < 0.1, (whole, fine)
     model = LatentLSTM(z_dim=2 * 4 * 4, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
                        latent_shape=(2, 4, 4), flow=True, flow_prior=0.5)
     flows = torch.zeros(2, 3, 2, 4, 4)
@@ -488,6 +496,37 @@ def test_frame_inputs_show_the_lstm_its_own_moved_frames_in_training_and_samplin
         model.rollout(z[:, :2], 2)
 
 
+def test_motion_inputs_show_the_lstm_the_context_motion_at_every_step_alike_in_training_and_sampling():
+    from models.lstm import LatentLSTM, block_motion
+    torch.manual_seed(0)
+    model = LatentLSTM(z_dim=2 * 4 * 4, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
+                       latent_shape=(2, 4, 4), flow=True, flow_prior=0.5, motion_inputs=True).eval()
+    assert model.lstm.cells[0].gates.in_channels == 2 + 2 + 4  # Z, the motion, the hidden state
+    torch.nn.init.normal_(model.flow_head.weight, std=0.5)
+    z = torch.randn(2, 6, 32)
+    prev, last = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    motion = model.context_motion(prev, last)
+    assert motion.shape == (2, 2, 4, 4)
+    rolled = model.unroll(z, 2, motion=motion)
+    zs, flows = model.rollout(z[:, :2], 4, flows=True, motion=motion)
+    assert torch.allclose(rolled["mean"][:, 1:], zs, atol=1e-5)
+    assert torch.allclose(rolled["flow"][:, 1:], flows, atol=1e-5)
+    assert not torch.allclose(model.unroll(z, 2, motion=motion + 1.0)["flow"], rolled["flow"])
+    # the measured motion serves the prior too: the same frames as measuring it again
+    assert torch.equal(model.move(last, flows, motion=motion), model.move(last, flows, prev))
+    assert model.args["motion_inputs"] is True and "motion_inputs" not in LatentLSTM(
+        z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True).args
+    with pytest.raises(ValueError, match="pass motion"):
+        model.rollout(z[:, :2], 2)
+    with pytest.raises(ValueError, match="motion_inputs"):
+        LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=False, motion_inputs=True)
+    fine = LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True, flow_prior=0.5, subpixel_motion=True)
+    assert fine.args["subpixel_motion"] is True and "subpixel_motion" not in model.args
+    assert torch.equal(fine.context_motion(prev, last), block_motion(prev, last, grid=(4, 4), subpixel=True))
+    with pytest.raises(ValueError, match="subpixel_motion"):
+        LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True, subpixel_motion=True)
+
+
 def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, tmp_path):
     from models.lstm import LatentLSTM
     common = dict(dataset="film", data_path=film["data"], vae_checkpoint=film["vae"], out_dir=tmp_path,
@@ -514,15 +553,23 @@ def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, t
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, flow_prior=0.3, **common))
     with pytest.raises(UserError, match="--flow_decay=0.5 shrinks the flow prior"):
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", flow_prior=0.0, flow_decay=0.5, **common))
-    # the film default: flows start from 0.3 of the block-matched motion, in training and
-    # sampling; with --flow_decay each later step's share shrinks
+    # the film default: flows start from 0.4 of the sub-pixel block-matched motion, in
+    # training and sampling; with --flow_decay each later step's share shrinks
     train_lstm.main(argv(checkpoint=tmp_path / "p.pt", epochs=1, **common))
-    assert torch.load(tmp_path / "p.pt", weights_only=True)["model_args"]["flow_prior"] == 0.3
+    args = torch.load(tmp_path / "p.pt", weights_only=True)["model_args"]
+    assert (args["flow_prior"], args["subpixel_motion"]) == (0.4, True)
     train_lstm.main(argv(checkpoint=tmp_path / "pd.pt", epochs=1, flow_decay=0.5, **common))
     assert torch.load(tmp_path / "pd.pt", weights_only=True)["model_args"]["flow_decay"] == 0.5
     sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "pd.pt", out_dir=tmp_path / "pd",
                            context=2, horizon=2, n_sequences=1, eval_crops=1))
     assert (tmp_path / "pd" / "film_sample_000.gif").exists()
+    train_lstm.main(argv(checkpoint=tmp_path / "m.pt", epochs=1, motion_inputs=True, **common))
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["model_args"]["motion_inputs"] is True
+    sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "m.pt", out_dir=tmp_path / "m",
+                           context=2, horizon=2, n_sequences=1, eval_crops=1))
+    assert (tmp_path / "m" / "film_sample_000.gif").exists()
+    with pytest.raises(UserError, match="--motion_inputs shows the LSTM"):
+        train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, motion_inputs=True, **common))
     sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "p.pt", out_dir=tmp_path / "p",
                            context=2, horizon=2, n_sequences=1, eval_crops=1))
     assert (tmp_path / "p" / "film_sample_000.gif").exists()

@@ -24,6 +24,7 @@ context = 5  # true frames; the motion is measured between the last two [2, inf)
 horizon = 5  # frames predicted [1, inf)
 frame_skip = 3  # use every n-th frame [1, inf)
 crops = 4  # crops of each frame, left to right [1, inf)
+subpixel = True  # refine the motion to fractions of a pixel, as train_lstm.py's subpixel_motion does
 grid = 16  # the flow's grid (Z's: 16 x 16 for 64 x 64 crops) [1, inf)
 fractions = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]  # shares of the motion at the first step to try
 decays = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # factors from one step's share to the next to try
@@ -43,13 +44,14 @@ def main(argv=None):
         frames = torch.from_numpy(clips.frames[index[s:s + cfg.batch].numpy()]).float() / 255.0
         last, future = frames[:, cfg.context - 1], frames[:, cfg.context:]
         copy += float((last.unsqueeze(1) - future).pow(2).flatten(2).sum(-1).mean(1).sum())
-        motion = block_motion(frames[:, cfg.context - 2], last, grid=(cfg.grid, cfg.grid))
+        motion = block_motion(frames[:, cfg.context - 2], last, grid=(cfg.grid, cfg.grid), subpixel=cfg.subpixel)
         for f, d in pairs:
             moved = warp_rollout(last, prior_flows(motion, f, d, cfg.horizon)).clamp(0.0, 1.0)
             totals[f, d] += float((moved - future).pow(2).flatten(2).sum(-1).mean(1).sum())
     n = len(index)
     print(f"{n} {cfg.split} windows of {cfg.data_path} ({cfg.context} in, {cfg.horizon} predicted, "
-          f"frame skip {cfg.frame_skip}): mean MSE per frame; copy last {copy / n:.1f}")
+          f"frame skip {cfg.frame_skip}, {'sub-pixel' if cfg.subpixel else 'whole-pixel'} motion): "
+          f"mean MSE per frame; copy last {copy / n:.1f}")
     print("fraction \\ decay " + "".join(f"{d:>8.2f}" for d in cfg.decays))
     for f in cfg.fractions:
         print(f"{f:>17.2f} " + "".join(f"{totals[f, d] / n:>8.1f}" for d in cfg.decays))
