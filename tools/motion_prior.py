@@ -2,9 +2,9 @@
 moved on by the motion between the last two context frames (see
 models.lstm.block_motion, on Z's 16 x 16 grid as train_lstm.py's flow_prior uses it),
 ``fraction`` of it at the first predicted step and ``decay`` times the step before's
-share at each later one, against copying the last frame, for several of each. This is
-how the film branch's flow_prior and flow_decay were chosen: on the training windows, so
-the test windows play no part.
+share at each later one, against copying the last frame, for several of each. The film
+branch's flow_prior was narrowed down with it on the training windows, where the test
+windows play no part (docs/results.md says how, and why flow_decay stays 1).
 
     python -m tools.motion_prior                   # the training windows of data/film.h5
     python -m tools.motion_prior --split=test      # the windows sample_video.py scores
