@@ -61,9 +61,9 @@ film_crops = 1  # fixed crops per frame encoded for training (film: 3) [1, inf)
 max_frames = 20000  # film: frames of a split held (and encoded) at once; a longer film is read in blocks, new ones each epoch; 0 = all [0, inf)
 train_sequences = 0  # mnist: training sequences to use; 0 = all [0, inf)
 new_sequences = 0  # mnist: draw this many new training sequences every epoch; 0 = off [0, inf)
-epochs = 8  # passes over the training windows [1, inf)
+epochs = 6  # passes over the training windows (film: 8) [1, inf)
 batch_size = 32  # windows per batch (film: 16) [1, inf)
-lr = 2e-3  # Adam's peak learning rate (0, inf)
+lr = 4e-3  # Adam's peak learning rate (film: 2e-3) (0, inf)
 lr_schedule = "cosine"  # cosine (10% warm-up, then down to 0) or constant
 grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
 precision = "auto"  # auto (bfloat16 where the hardware runs it natively, else float32), float32, or bfloat16 autocast

@@ -15,5 +15,5 @@ train_vcae = dict(checkpoint="checkpoints/gpu/mm_vcae.pt", train_frames=0, epoch
                   base_width=64)
 train_lstm = dict(vae_checkpoint="checkpoints/gpu/mm_vcae.pt",
                   checkpoint="checkpoints/gpu/mm_lstm.pt", hidden=256, layers=2, epochs=200,
-                  batch_size=64, new_sequences=20000)
+                  batch_size=64, new_sequences=20000, lr=2e-3)
 sample_video = dict(lstm_checkpoint="checkpoints/gpu/mm_lstm.pt")
