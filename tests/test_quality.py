@@ -9,7 +9,7 @@ import sample_video
 from models.lstm import LatentLSTM, mdn_nll, mdn_sample, prediction_loss
 from models.vcae import bernoulli_elbo_loss, kl_weight
 from tests.conftest import argv
-from utils.metrics import StepAverages, frame_scores
+from utils.metrics import StepAverages, frame_scores, plain_convolutions
 from utils.batches import Batches
 from utils.training import lr_factor
 
@@ -20,6 +20,24 @@ def test_identical_frames_score_perfectly():
     assert torch.all(s["mse"] == 0) and torch.all(s["mae"] == 0)
     assert torch.allclose(s["ssim"], torch.ones(3, 4, dtype=torch.float64), atol=1e-6)
     assert torch.all(s["psnr"] >= 99)
+
+
+def test_ssim_on_plain_convolutions_equals_onednn_and_restores_the_setting():
+    from pytorch_msssim import ssim
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 64, 64)
+    y = (x + torch.rand_like(x)).clamp(0, 1)
+    onednn = ssim(x, y, data_range=1.0, size_average=False)
+    scored = frame_scores(y.view(2, 3, 1, 64, 64), x.view(2, 3, 1, 64, 64))["ssim"].flatten().float()
+    assert torch.allclose(scored, onednn, atol=1e-5) and onednn.min() < 0.9
+    before = torch.backends.mkldnn.enabled
+    try:
+        with plain_convolutions():
+            assert not torch.backends.mkldnn.enabled
+            raise KeyError("inside")
+    except KeyError:
+        pass
+    assert torch.backends.mkldnn.enabled == before
 
 
 def test_known_difference_gives_known_mse_mae_psnr():
