@@ -179,3 +179,16 @@ def test_list_values_split_at_commas_unless_escaped_and_are_never_empty(script):
     assert parse_settings(path, g, ["--video", "x,y.mp4"]).video == ["x", "y.mp4"]
     with pytest.raises(UserError, match="--video needs at least one value"):
         parse_settings(path, g, ["--video="])
+
+
+def test_lstm_epochs_and_learning_rate_follow_the_dataset_unless_given():
+    import train_lstm
+
+    def parse(*args):
+        return parse_settings(train_lstm.__file__, vars(train_lstm), list(args), derived=train_lstm.follow_choices)
+    mnist, film = parse(), parse("--dataset=film")
+    assert (mnist.epochs, mnist.lr) == (6, 4e-3) and (film.epochs, film.lr) == (8, 2e-3)
+    given = parse("--dataset=film", "--lr=1e-3", "--epochs=3")
+    assert (given.epochs, given.lr) == (3, 1e-3)
+    # a preset's value wins over the dataset's default too
+    assert parse("config/mm_long.py").lr == 2e-3 and parse("config/film.py").epochs == 2
