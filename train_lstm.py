@@ -51,6 +51,7 @@ frame_inputs = False  # warp: the LSTM also reads the frames' pixels (the contex
 augment = False  # also train on mirrored frames and on windows played backwards
 train_context = 10  # true frames before the predicted ones (film: 5) [1, inf)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
+pixel_error = "mse"  # how decoded frames are scored: mse (squared error, what sample_video.py scores) or likelihood (the Moving MNIST VAE's own, binary cross-entropy; the film codec has none and uses squared error)
 cell = "conv"  # conv (a convolutional LSTM on a spatial Z) or dense (the original's LSTM on a vector)
 hidden = 64  # channels (conv) or units (dense: 512) per layer [1, inf)
 layers = 1  # stacked LSTM layers (dense: 2) [1, inf)
@@ -61,7 +62,7 @@ film_crops = 1  # fixed crops per frame encoded for training (film: 3) [1, inf)
 max_frames = 20000  # film: frames of a split held (and encoded) at once; a longer film is read in blocks, new ones each epoch; 0 = all [0, inf)
 train_sequences = 0  # mnist: training sequences to use; 0 = all [0, inf)
 new_sequences = 0  # mnist: draw this many new training sequences every epoch; 0 = off [0, inf)
-epochs = 6  # passes over the training windows (film: 8) [1, inf)
+epochs = 7  # passes over the training windows (film: 8) [1, inf)
 batch_size = 32  # windows per batch (film: 16) [1, inf)
 lr = 4e-3  # Adam's peak learning rate (film: 2e-3) (0, inf)
 lr_schedule = "cosine"  # cosine (10% warm-up, then down to 0) or constant
@@ -109,6 +110,7 @@ def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv, derived=follow_choices,
                          choices={"dataset": tuple(BRANCHES), "loss": ("mse", "kl", "mdn"),
                                   "cell": tuple(CELLS), "lr_schedule": ("cosine", "constant"),
+                                  "pixel_error": ("likelihood", "mse"),
                                   "precision": PRECISIONS})
     branch = BRANCHES[cfg.dataset]
     if (cfg.rollout or cfg.pixel_frames) and cfg.train_context >= cfg.seq_len:
@@ -193,7 +195,7 @@ def main(argv=None):
                           transform=lambda i: (val_mean[i], val_logvar[i], i))
     score = functools.partial(sequence_loss, loss=cfg.loss, context=cfg.train_context,
                               rollout=cfg.rollout, pixel_frames=cfg.pixel_frames, codec=codec,
-                              skip=cfg.skip, z_weight=cfg.z_weight)
+                              skip=cfg.skip, z_weight=cfg.z_weight, squared=cfg.pixel_error == "mse")
 
     fit(model, optimizer, train_batches, val_batches,
         lambda m, batch: score(m, batch, frames=train["frames"] if m.training else val_frames),

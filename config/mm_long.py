@@ -16,5 +16,5 @@ moving_mnist = dict(n_train=20000, out_path="data/mm_long.h5",
 train_vcae = dict(checkpoint="checkpoints/long/mm_vcae.pt", train_frames=120000, epochs=4)
 train_lstm = dict(vae_checkpoint="checkpoints/long/mm_vcae.pt",
                   checkpoint="checkpoints/long/mm_lstm.pt", hidden=128, epochs=72,
-                  new_sequences=20000, lr=2e-3)
+                  new_sequences=20000, lr=2e-3, pixel_error="likelihood")
 sample_video = dict(lstm_checkpoint="checkpoints/long/mm_lstm.pt")

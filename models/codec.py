@@ -57,7 +57,7 @@ class Codec:
             to_channels_last(m)
         return self
 
-    def pixel_loss(self, z, frames, skip_from=None):
+    def pixel_loss(self, z, frames, skip_from=None, squared=True):
         """Reconstruction loss of the frames decoded from ``z`` (B, z_dim) against uint8
         ``frames`` (B, C, H, W): squared error summed over each frame's pixels (in [0, 1]),
         mean over frames. Gradients flow to ``z`` only; the decoder stays frozen.
@@ -128,11 +128,12 @@ class VAECodec(Codec):
     def decode_batch(self, z):
         return torch.sigmoid(self.vae.decode(z))
 
-    def pixel_loss(self, z, frames, skip_from=None):
+    def pixel_loss(self, z, frames, skip_from=None, squared=False):
         """The VAE's own likelihood: binary cross-entropy summed over each frame's pixels,
         mean over frames (steeper than squared error where a sigmoid saturates); squared
-        error with a skip (see Codec.skip_decode), whose sum is no longer a probability."""
-        if skip_from is not None:
+        error with a skip (see Codec.skip_decode), whose sum is no longer a probability,
+        or with ``squared``."""
+        if skip_from is not None or squared:
             return super().pixel_loss(z, frames, skip_from)
         return F.binary_cross_entropy_with_logits(self.vae.decode(z), self._to_float(frames),
                                                   reduction="sum") / len(z)

@@ -455,7 +455,7 @@ def prediction_loss(out, target_mean, target_logvar, kind):
 
 
 def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_frames=0,
-                  codec=None, frames=None, skip=False, z_weight=1.0):
+                  codec=None, frames=None, skip=False, z_weight=1.0, squared=False):
     """Loss of predicting Z[t+1] for every t of a window.
 
     Args:
@@ -508,4 +508,4 @@ def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_fr
     if skip:
         last = index[:, context - 1].repeat_interleave(len(steps))
         skip_from = (mean[:, context - 1].repeat_interleave(len(steps), 0), frames[last.cpu()].to(mean.device))
-    return total + codec.pixel_loss(z, target, skip_from)
+    return total + codec.pixel_loss(z, target, skip_from, squared=squared)

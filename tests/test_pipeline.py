@@ -232,6 +232,30 @@ def test_pixel_loss_trains_the_lstm_and_leaves_the_vae_alone(tiny):
     assert scores[0] == scores[1] and scores[0] > 0
 
 
+def test_pixel_error_scores_decoded_frames_by_likelihood_or_squared_error(tiny):
+    codec = load_mnist_codec(tiny["vae"], "cpu")
+    window = torch.from_numpy(read_frames(tiny["data"], "train", "x")[:2])  # (2, 8, 1, 64, 64)
+    target = window[:, 5]
+    z = codec.encode(window)[0][:, 4]  # codes of the frame before: an imperfect prediction
+    with torch.no_grad():
+        decoded = codec.decode_batch(z)
+        likelihood = codec.pixel_loss(z, target)
+        squared = codec.pixel_loss(z, target, squared=True)
+    truth = target.float() / 255
+    assert torch.allclose(squared, (decoded - truth).pow(2).flatten(1).sum(1).mean(), rtol=1e-5)
+    assert torch.allclose(likelihood, torch.nn.functional.binary_cross_entropy(
+        decoded.clamp(1e-7, 1 - 1e-7), truth, reduction="sum") / 2, rtol=1e-3)
+    assert squared < likelihood  # different losses, not a renamed one
+    # train_lstm.py's setting reaches the loss it trains on
+    model = LatentLSTM(z_dim=codec.z_dim, hidden=4, layers=1, latent_shape=codec.latent_shape, diffs=True).eval()
+    mean, logvar = codec.encode(window)
+    options = dict(rollout=True, context=4, pixel_frames=2, loss="mse", codec=codec, frames=window.flatten(0, 1))
+    batch = (mean, logvar, torch.arange(16).view(2, 8))
+    with torch.no_grad():
+        scores = {s: sequence_loss(model, batch, squared=s, **options) for s in (False, True)}
+    assert scores[True] < scores[False]
+
+
 def test_missing_inputs_name_the_script_to_run(tmp_path):
     cases = [
         ("train_vcae.py", [f"--data_path={tmp_path}/none.h5"], "no dataset at", "run moving_mnist.py first"),

@@ -187,7 +187,7 @@ def test_lstm_epochs_and_learning_rate_follow_the_dataset_unless_given():
     def parse(*args):
         return parse_settings(train_lstm.__file__, vars(train_lstm), list(args), derived=train_lstm.follow_choices)
     mnist, film = parse(), parse("--dataset=film")
-    assert (mnist.epochs, mnist.lr) == (6, 4e-3) and (film.epochs, film.lr) == (8, 2e-3)
+    assert (mnist.epochs, mnist.lr) == (7, 4e-3) and (film.epochs, film.lr) == (8, 2e-3)
     given = parse("--dataset=film", "--lr=1e-3", "--epochs=3")
     assert (given.epochs, given.lr) == (3, 1e-3)
     # a preset's value wins over the dataset's default too
