@@ -60,7 +60,8 @@ class Codec:
     def pixel_loss(self, z, frames, skip_from=None, squared=True):
         """Reconstruction loss of the frames decoded from ``z`` (B, z_dim) against uint8
         ``frames`` (B, C, H, W): squared error summed over each frame's pixels (in [0, 1]),
-        mean over frames. Gradients flow to ``z`` only; the decoder stays frozen.
+        mean over frames. Gradients flow to ``z`` only; the decoder stays frozen. (``squared``:
+        a codec with a likelihood of its own uses it unless this is true.)
         ``skip_from``: (z_last (B, z_dim), uint8 last frames (B, C, H, W)), see skip_decode."""
         return (self.skip_decode(z, skip_from) - self._to_float(frames)).pow(2).flatten(1).sum(1).mean()
 

@@ -471,6 +471,8 @@ def sequence_loss(model, batch, *, loss="mse", context=1, rollout=True, pixel_fr
         skip: decode the pixel-scored predictions from the last context frame (see
             Codec.skip_decode).
         z_weight: (flow models) the weight of the loss on Z beside the pixel loss.
+        squared: score decoded frames by squared error also where the codec has a
+            likelihood of its own (see VAECodec.pixel_loss).
     A model with a flow head is scored on Z at every step, plus in pixels: the last
     context frame moved step by step by the predicted flows (see warp_rollout) against
     the true frames (squared error summed over each frame's pixels in [0, 1]).
