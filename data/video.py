@@ -1,11 +1,14 @@
 """Streaming frames out of video files with PyAV, and finding the bundled default clips."""
+import collections
 import importlib.util
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from utils.errors import UserError
 
+SCALE_AHEAD = 4  # decoded frames queued for the scaler thread at most
 CLIP_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 
@@ -65,14 +68,28 @@ def frames_of(container, short_side):
     stream.thread_type = "AUTO"  # FFmpeg decodes in its own threads (frames and slices), outside the GIL
     reformatter = VideoReformatter()  # one scaler for the whole file: building one per frame cost 3x the decoding
     width, height = target_size(stream.codec_context.width, stream.codec_context.height, short_side)
-    count = 0
-    try:
-        for frame in container.decode(stream):
-            rgb = reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
-            yield np.ascontiguousarray(rgb.to_ndarray().transpose(2, 0, 1))
+
+    def to_rgb(frame):
+        rgb = reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
+        return np.ascontiguousarray(rgb.to_ndarray().transpose(2, 0, 1))
+
+    # The scaler runs in a worker thread (it too releases the GIL) while FFmpeg decodes the
+    # next frames; frames come out in order, at most SCALE_AHEAD of them in flight.
+    count, failed, pending = 0, None, collections.deque()
+    with ThreadPoolExecutor(max_workers=1) as scaler:
+        try:
+            for frame in container.decode(stream):
+                pending.append(scaler.submit(to_rgb, frame))
+                if len(pending) > SCALE_AHEAD:
+                    yield pending.popleft().result()
+                    count += 1
+        except av.error.FFmpegError as e:
+            failed = e
+        while pending:
+            yield pending.popleft().result()
             count += 1
-    except av.error.FFmpegError as e:
-        raise Truncated(count, f"decoding failed after frame {count}: {e}") from None
+    if failed is not None:
+        raise Truncated(count, f"decoding failed after frame {count}: {failed}") from None
     announced = stream.frames  # some containers (MKV) only announce a duration
     if not announced and container.duration and stream.average_rate:
         announced = int(container.duration / 1e6 * float(stream.average_rate))
