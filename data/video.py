@@ -73,8 +73,8 @@ def frames_of(container, short_side):
         rgb = reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
         return np.ascontiguousarray(rgb.to_ndarray().transpose(2, 0, 1))
 
-    # The scaler runs in a worker thread (it too releases the GIL) while FFmpeg decodes the
-    # next frames; frames come out in order, at most SCALE_AHEAD of them in flight.
+    # The scaling runs in a worker thread, overlapping FFmpeg's decoding of the next frames
+    # (docs/performance.md); frames come out in order, at most SCALE_AHEAD of them in flight.
     count, failed, pending = 0, None, collections.deque()
     with ThreadPoolExecutor(max_workers=1) as scaler:
         try:
