@@ -80,14 +80,13 @@ def frames_of(container, short_side):
         try:
             for frame in container.decode(stream):
                 pending.append(scaler.submit(to_rgb, frame))
+                count += 1  # every decoded frame is yielded before any error is raised
                 if len(pending) > SCALE_AHEAD:
                     yield pending.popleft().result()
-                    count += 1
         except av.error.FFmpegError as e:
             failed = e
         while pending:
             yield pending.popleft().result()
-            count += 1
     if failed is not None:
         raise Truncated(count, f"decoding failed after frame {count}: {failed}") from None
     announced = stream.frames  # some containers (MKV) only announce a duration
