@@ -243,11 +243,11 @@ def bench_extract(folder):
                 pass
     def extract():
         extract_pulp_frames.main([f"--out_path={folder}/x.h5", "--preview_path=", f"--video={clip[0]}"])
-    # the three are timed in turn, five rounds, best of each: a load that comes and goes
+    # the three are timed in turn, nine rounds, best of each: a load that comes and goes
     # during the run then slows all three alike instead of whichever ran at the time.
     # Extraction lets FFmpeg decode in threads; the threaded raw decode says what is left
     # once the reference does too
-    rounds = [(timed(raw)[0], timed(raw, "AUTO")[0], timed(extract)[0]) for _ in range(5)]
+    rounds = [(timed(raw)[0], timed(raw, "AUTO")[0], timed(extract)[0]) for _ in range(9)]
     t_raw, t_raw_threaded, t_extract = (min(r[i] for r in rounds) for i in range(3))
     from data.synthetic import write_video
     def traced_peak(video, out):
