@@ -31,13 +31,14 @@ data_path = ""  # dataset to draw test windows from; empty = the one the LSTM wa
 vae_checkpoint = ""  # encoder/decoder; empty = the one the LSTM was trained on
 out_dir = "samples"  # GIFs, PNG strips and the metrics report go here
 prefix = "mm_sample"  # file names <prefix>_<n>.gif/.png (film: film_sample)
-n_sequences = 8  # test windows to predict [1, inf)
-first_sequence = 0  # skip this many test windows [0, inf)
+split = "test"  # windows to score and sample: test (held out), or train (the ones the LSTM trained on, to compare with test; files named *_train)
+n_sequences = 8  # windows to predict [1, inf)
+first_sequence = 0  # skip this many windows [0, inf)
 context = 10  # real frames fed before generating (film: 5) [1, inf)
 horizon = 10  # frames generated from the LSTM's own output (film: 5) [1, inf)
 eval_crops = 1  # film: crops of each test frame scored and sampled, left to right (film: 4) [1, inf)
 temperature = 0.0  # 0 = feed back the predicted mean; > 0 = sample (kl, mdn) at this temperature [0, inf)
-n_eval = 1000  # test windows scored for the metrics report; 0 = none [0, inf)
+n_eval = 1000  # windows scored for the metrics report; 0 = none [0, inf)
 eval_batch = 250  # windows per batch while scoring [1, inf)
 max_frames = 20000  # film: frames of a split read at once; a longer film is scored on evenly spaced blocks; 0 = all [0, inf)
 video = ""  # a video file to continue instead of the test windows (see video_start)
@@ -115,13 +116,13 @@ def score(model, codec, frames, groups, context, horizon, mean_frame, batch_size
     return {g: {m: a.result() for m, a in methods.items()} for g, methods in acc.items()}
 
 
-def held_out_windows(clips, data_path, steps, frame_skip, first, count):
-    """Windows of ``steps`` frames ``frame_skip`` apart from the test ``clips`` (read from
-    ``data_path``): uint8 (count, steps, C, H, W) and the name of the clip each one comes
-    from. Every start counts (windows overlap), first window of each clip first."""
+def held_out_windows(clips, data_path, steps, frame_skip, first, count, split="test"):
+    """Windows of ``steps`` frames ``frame_skip`` apart from the ``split`` ``clips`` (read
+    from ``data_path``): uint8 (count, steps, C, H, W) and the name of the clip each one
+    comes from. Every start counts (windows overlap), first window of each clip first."""
     index = windows(clips.lengths, clips.cuts, steps, frame_skip)[first:first + count]
     if len(index) == 0:
-        raise UserError(f"no test window of {steps} frames {frame_skip} apart (after skipping "
+        raise UserError(f"no {split} window of {steps} frames {frame_skip} apart (after skipping "
                         f"{first}) in {data_path}: lower --context or --horizon")
     names = [clips.names[c] for c in window_clips(clips.lengths, index)]
     return clips.frames[index.numpy()], names
@@ -162,7 +163,8 @@ def continue_video(cfg, model, codec, frame_skip, skip):
 
 
 def main(argv=None):
-    cfg = parse_settings(__file__, globals(), argv, choices={"dataset": tuple(BRANCHES)},
+    cfg = parse_settings(__file__, globals(), argv, choices={"dataset": tuple(BRANCHES),
+                                                             "split": ("test", "train")},
                          derived=lambda c: BRANCHES[c.dataset].sample_defaults())
     check_outputs(folders={"out_dir": cfg.out_dir})
     seed_everything(cfg.seed)
@@ -174,6 +176,9 @@ def main(argv=None):
                         f"{cfg.dataset!r}: pass --dataset={lstm_ckpt.get('dataset')} (or its preset)")
     branch = BRANCHES[cfg.dataset]
     context, horizon, prefix = cfg.context, cfg.horizon, cfg.prefix
+    metrics_name = branch.metrics_name
+    if cfg.split == "train":  # beside the test split's files, not over them
+        prefix, metrics_name = f"{prefix}_train", f"{metrics_name}_train"
     frame_skip, skip = lstm_ckpt["frame_skip"], lstm_ckpt.get("skip", False)
     data_path = cfg.data_path or recorded_path(lstm_ckpt, cfg.lstm_checkpoint, "data_path")
     vae_checkpoint = cfg.vae_checkpoint or recorded_path(lstm_ckpt, cfg.lstm_checkpoint, "vae_checkpoint")
@@ -188,21 +193,22 @@ def main(argv=None):
         return
 
     # read once, for both uses
-    clips = branch.read_clips(data_path, "test", n_crops=cfg.eval_crops, max_frames=cfg.max_frames)
+    clips = branch.read_clips(data_path, cfg.split, n_crops=cfg.eval_crops, max_frames=cfg.max_frames)
     if cfg.n_eval > 0:
-        frames, groups = held_out_windows(clips, data_path, context + horizon, frame_skip, 0, cfg.n_eval)
+        frames, groups = held_out_windows(clips, data_path, context + horizon, frame_skip, 0, cfg.n_eval,
+                                          cfg.split)
         scores = score(model, codec, frames, groups, context, horizon,
                        mean_training_frame(branch, data_path, cfg.max_frames), cfg.eval_batch, cfg.temperature, skip)
         overall = scores.pop("all")
-        report = {"context": context, "horizon": horizon, "n_sequences": len(frames),
+        report = {"split": cfg.split, "context": context, "horizon": horizon, "n_sequences": len(frames),
                   "frame_skip": frame_skip, "eval_crops": cfg.eval_crops, "skip": skip,
                   "model": overall.pop("model"), "baselines": overall, "dataset": cfg.dataset,
                   "lstm_checkpoint": cfg.lstm_checkpoint,
                   "per_source": {g: {"windows": groups.count(g), **s} for g, s in scores.items()}
                   if len(scores) > 1 else {}}
-        path = write_report(cfg.out_dir, branch.metrics_name, report)
+        path = write_report(cfg.out_dir, metrics_name, report)
         base = report["baselines"]
-        print(f"scored {len(frames)} test windows ({context} in, {horizon} predicted, frame skip "
+        print(f"scored {len(frames)} {cfg.split} windows ({context} in, {horizon} predicted, frame skip "
               f"{frame_skip}): mean MSE per frame {np.mean(report['model']['mse']):.1f} (copy last "
               f"{np.mean(base['copy_last']['mse']):.1f}, mean frame {np.mean(base['mean_frame']['mse']):.1f}, "
               f"last frame reconstructed {np.mean(base['last_reconstruction']['mse']):.1f}, "
@@ -215,7 +221,7 @@ def main(argv=None):
                   f"(copy last {np.mean(s['copy_last']['ssim']):.3f})")
 
     test, _ = held_out_windows(clips, data_path, context + horizon, frame_skip, cfg.first_sequence,
-                               cfg.n_sequences)
+                               cfg.n_sequences, cfg.split)
     predicted = predict(model, codec, test, context, horizon, cfg.temperature, skip)
     write_samples(cfg, prefix, torch.from_numpy(test).float() / 255.0, predicted, context)
     print(f"wrote {len(test)} GIFs and PNG strips to {cfg.out_dir}/ ({prefix}_*.gif, *.png)")

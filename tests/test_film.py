@@ -215,6 +215,13 @@ def test_film_report_scores_baselines_per_source_file(film, tmp_path):
     assert set(report["per_source"]) == {"a.mp4", "b.mp4"} and report["eval_crops"] == 2
     assert sum(s["windows"] for s in report["per_source"].values()) == report["n_sequences"] > 0
     assert all(len(s["model"]["mse"]) == 2 for s in report["per_source"].values())
+    # the film's training blocks score the same way, into a report of their own
+    sample_video.main(argv(dataset="film", lstm_checkpoint=film["lstm"], out_dir=tmp_path,
+                           n_sequences=1, context=2, horizon=2, eval_crops=2, split="train"))
+    train = json.load(open(tmp_path / "film_metrics_train.json"))
+    assert train["split"] == "train" and set(train["per_source"]) == {"a.mp4", "b.mp4"}
+    assert train["n_sequences"] > report["n_sequences"]  # the training blocks are the longer part
+    assert json.load(open(tmp_path / "film_metrics.json")) == report
 
 
 def test_own_video_is_continued_and_scored_where_it_goes_on(film, tmp_path, capsys):

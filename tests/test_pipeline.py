@@ -197,6 +197,29 @@ def test_sample_video_writes_gifs_and_strips(tiny, tmp_path):
         sample_video.main(argv(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, context=4, horizon=5))
 
 
+def test_sample_video_scores_the_training_windows_beside_the_test_ones(tiny, tmp_path):
+    """--split=train scores the LSTM on windows it trained on, into files of their own."""
+    import json
+    import h5py
+    common = dict(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, n_sequences=2, context=3, horizon=5)
+    sample_video.main(argv(**common, n_eval=8))
+    sample_video.main(argv(**common, n_eval=20, split="train"))
+    test, train = (json.load(open(tmp_path / name)) for name in ("metrics.json", "metrics_train.json"))
+    assert (test["split"], test["n_sequences"]) == ("test", 8)  # the tiny test split holds 8
+    assert (train["split"], train["n_sequences"]) == ("train", 20)
+    assert train["model"]["mse"] != test["model"]["mse"]
+    assert sorted(p.name for p in tmp_path.glob("mm_sample_train_*.gif")) == [
+        "mm_sample_train_000.gif", "mm_sample_train_001.gif"]
+    assert (tmp_path / "mm_sample_000.gif").exists()  # the test split's GIFs are still there
+    # the copy-last baseline is scored on the training sequences' own frames
+    with h5py.File(tiny["data"]) as f:
+        frames = f["train/frames"][:20].astype(np.float64) / 255
+    copy_last = ((frames[:, 3:8] - frames[:, 2:3]) ** 2).reshape(20, 5, -1).sum(-1).mean(0)
+    assert np.allclose(train["baselines"]["copy_last"]["mse"], copy_last, rtol=1e-4)
+    with pytest.raises(UserError, match="--split"):
+        sample_video.main(argv(**common, split="validation"))
+
+
 def test_dense_vae_gets_a_dense_lstm_and_refuses_a_conv_one(tiny, tmp_path):
     vae = tmp_path / "dense.pt"
     train_vcae.main(argv(data_path=tiny["data"], checkpoint=vae, out_dir=tmp_path,
