@@ -66,6 +66,7 @@ epochs = 7  # passes over the training windows (film: 8) [1, inf)
 batch_size = 32  # windows per batch (film: 16) [1, inf)
 lr = 4e-3  # Adam's peak learning rate (film: 2e-3) (0, inf)
 lr_schedule = "cosine"  # cosine (10% warm-up, then down to 0) or constant
+weight_decay = 0.0  # AdamW's decoupled weight decay; 0 = plain Adam (the Quick start with 0.05: 82.7 MSE against 83.8) [0, inf)
 grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
 precision = "auto"  # auto (bfloat16 where the hardware runs it natively, else float32), float32, or bfloat16 autocast
 channels_last = True  # convolutions in channels-last memory order (faster on CPUs, the results equal to rounding)
@@ -187,7 +188,8 @@ def main(argv=None):
     if cfg.skip:  # start from "no change": with the skip, exactly a copy of the last frame
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+                 if cfg.weight_decay else torch.optim.Adam(model.parameters(), lr=cfg.lr))
     train_batches = Batches(stored, cfg.batch_size, dev, shuffle=True, seed=cfg.seed,
                             refresh=None if stored else load_train,
                             transform=lambda i: (train["mean"][i], train["logvar"][i], i))
