@@ -101,7 +101,7 @@ def frames_of(container, short_side):
 
 def colour_histogram(frame, bins=16):
     """Normalised joint histogram of a uint8 (3, H, W) frame, bins per channel coarsened."""
-    q = frame // np.uint8(256 // bins)  # still uint8: a third of the work of widening first
+    q = frame // np.uint8(256 // bins)  # divided while still uint8, widened once for the codes
     codes = (q[0].astype(np.intp) * bins + q[1]) * bins + q[2]
     hist = np.bincount(codes.ravel(), minlength=bins ** 3).astype(np.float64)
     return hist / hist.sum()
