@@ -1,8 +1,10 @@
 """The Moving MNIST stages end to end on tiny settings: what each one writes."""
 import csv
+import json
 import os
 import re
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -211,8 +213,6 @@ def test_sample_video_writes_gifs_and_strips(tiny, tmp_path):
 
 def test_sample_video_scores_the_training_windows_beside_the_test_ones(tiny, tmp_path):
     """--split=train scores the LSTM on windows it trained on, into files of their own."""
-    import json
-    import h5py
     common = dict(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, n_sequences=2, context=3, horizon=5)
     sample_video.main(argv(**common, n_eval=8))
     sample_video.main(argv(**common, n_eval=20, split="train"))
@@ -461,7 +461,6 @@ def test_a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tiny, 
 
 
 def test_malformed_or_empty_data_is_one_clear_error(tiny, tmp_path):
-    import h5py
     import moving_mnist
     from tests.conftest import TINY_DATA
     bad = {"float.h5": lambda f: f.create_dataset("train/frames", data=np.zeros((2, 3, 1, 64, 64), np.float32)),
