@@ -1,6 +1,5 @@
 """Streaming frames out of video files with PyAV, and finding the bundled default clips."""
 import collections
-import functools
 import importlib.util
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -115,15 +114,10 @@ def cut_score(previous, current):
 def thumbnail(frame, side=16):
     """A coarse grey picture of a uint8 (3, H, W) frame: means of side x side blocks, float."""
     grey = frame.astype(np.float32).mean(0)
-    starts, areas = _blocks(*grey.shape, side)
-    return np.add.reduceat(np.add.reduceat(grey, starts[0], 0), starts[1], 1) / areas
-
-
-@functools.lru_cache(maxsize=8)
-def _blocks(h, w, side):
-    """Where thumbnail's blocks start along each axis, and each block's area in pixels."""
+    h, w = grey.shape
     rows, cols = np.linspace(0, h, side + 1).astype(int), np.linspace(0, w, side + 1).astype(int)
-    return (rows[:-1], cols[:-1]), np.outer(np.diff(rows), np.diff(cols))
+    return np.add.reduceat(np.add.reduceat(grey, rows[:-1], 0), cols[:-1], 1) / np.outer(
+        np.diff(rows), np.diff(cols))
 
 
 class CutDetector:
