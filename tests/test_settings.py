@@ -192,3 +192,6 @@ def test_lstm_epochs_and_learning_rate_follow_the_dataset_unless_given():
     assert (given.epochs, given.lr) == (3, 1e-3)
     # a preset's value wins over the dataset's default too
     assert parse("config/mm_long.py").lr == 2e-3 and parse("config/film.py").epochs == 2
+    # the longer preset trains with weight decay; its published run without it overrides it
+    assert parse("config/mm_long.py").weight_decay == 0.1
+    assert parse("config/mm_long.py", "--weight_decay=0").weight_decay == 0
