@@ -1,9 +1,9 @@
 """The longer Moving MNIST run: 20,000 stored sequences, a VAE on three times the frames,
 a two-layer conv LSTM of 96 channels per layer trained on 20,000 new sequences every
 epoch, in one cosine schedule of 18 epochs with AdamW's decoupled weight decay of 0.1:
-2 h 3 min on a 2-core EPYC with AVX512-BF16, 57.7 MSE per frame (stop it at any point; the same command with --resume=true goes on where it
-stopped, on the same schedule). Its files sit beside the defaults' (data/mm_long.h5,
-checkpoints/long/, samples/long/).
+2 h 3 min on a 2-core EPYC with AVX512-BF16, 57.7 MSE per frame (stop it at any point;
+the same command with --resume=true goes on where it stopped, on the same schedule).
+Its files sit beside the defaults' (data/mm_long.h5, checkpoints/long/, samples/long/).
 
     python moving_mnist.py config/mm_long.py
     python train_vcae.py config/mm_long.py
