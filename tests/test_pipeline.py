@@ -83,16 +83,22 @@ def test_lstm_options_train(tiny, tmp_path, options):
     assert (tmp_path / "mm_sample_000.gif").exists() and (tmp_path / "metrics.json").exists()
 
 
-def test_weight_decay_shrinks_the_weights_and_zero_is_plain_adam(tiny, tmp_path):
+def test_moving_mnist_trains_with_weight_decay_by_default_and_zero_turns_it_off(tiny, tmp_path):
     def train(name, **options):
         return train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=tiny["vae"],
                                     checkpoint=tmp_path / f"{name}.pt", out_dir=tmp_path,
                                     **{**TINY_LSTM, **options}))
-    plain, zero, decayed = train("plain"), train("zero", weight_decay=0.0), train("decayed", weight_decay=20.0)
+    default, tenth = train("default"), train("tenth", weight_decay=0.1)
+    plain, decayed = train("plain", weight_decay=0.0), train("decayed", weight_decay=20.0)
+    saved = lambda name: torch.load(tmp_path / f"{name}.pt", weights_only=True)
+    assert saved("default")["settings"]["weight_decay"] == 0.1
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), tenth.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), plain.state_dict().values()))
     norm = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()]).norm()
-    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), zero.state_dict().values()))
     assert norm(decayed) < 0.9 * norm(plain)
-    assert torch.load(tmp_path / "decayed.pt", weights_only=True)["settings"]["weight_decay"] == 20.0
+    # 0 is Adam itself: its state holds no decoupled decay
+    assert saved("plain")["optimizer_state"]["param_groups"][0]["weight_decay"] == 0
+    assert saved("decayed")["optimizer_state"]["param_groups"][0]["weight_decay"] == 20.0
 
 
 def test_bfloat16_precision_runs_the_model_in_bfloat16_and_trains_like_float32(tiny, tmp_path):
