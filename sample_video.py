@@ -31,7 +31,7 @@ data_path = ""  # dataset to draw test windows from; empty = the one the LSTM wa
 vae_checkpoint = ""  # encoder/decoder; empty = the one the LSTM was trained on
 out_dir = "samples"  # GIFs, PNG strips and the metrics report go here
 prefix = "mm_sample"  # file names <prefix>_<n>.gif/.png (film: film_sample)
-split = "test"  # windows to score and sample: test (held out), or train (the ones the LSTM trained on, to compare with test; files named *_train)
+split = "test"  # windows to score and sample: test, val (what choices are made on) or train; files of val, train: *_val, *_train
 n_sequences = 8  # windows to predict [1, inf)
 first_sequence = 0  # skip this many windows [0, inf)
 context = 10  # real frames fed before generating (film: 5) [1, inf)
@@ -164,7 +164,7 @@ def continue_video(cfg, model, codec, frame_skip, skip):
 
 def main(argv=None):
     cfg = parse_settings(__file__, globals(), argv, choices={"dataset": tuple(BRANCHES),
-                                                             "split": ("test", "train")},
+                                                             "split": ("test", "val", "train")},
                          derived=lambda c: BRANCHES[c.dataset].sample_defaults())
     check_outputs(folders={"out_dir": cfg.out_dir})
     seed_everything(cfg.seed)
@@ -177,8 +177,8 @@ def main(argv=None):
     branch = BRANCHES[cfg.dataset]
     context, horizon, prefix = cfg.context, cfg.horizon, cfg.prefix
     metrics_name = branch.metrics_name
-    if cfg.split == "train":  # beside the test split's files, not over them
-        prefix, metrics_name = f"{prefix}_train", f"{metrics_name}_train"
+    if cfg.split != "test":  # beside the test split's files, not over them
+        prefix, metrics_name = f"{prefix}_{cfg.split}", f"{metrics_name}_{cfg.split}"
     frame_skip, skip = lstm_ckpt["frame_skip"], lstm_ckpt.get("skip", False)
     data_path = cfg.data_path or recorded_path(lstm_ckpt, cfg.lstm_checkpoint, "data_path")
     vae_checkpoint = cfg.vae_checkpoint or recorded_path(lstm_ckpt, cfg.lstm_checkpoint, "vae_checkpoint")

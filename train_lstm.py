@@ -167,7 +167,7 @@ def main(argv=None):
         return [train["index"]]
 
     val_mean, val_logvar, val_index, val_frames = encode_windows(
-        codec, cfg, "test", branch.read_clips(cfg.data_path, "test", max_frames=cfg.max_frames), precision)
+        codec, cfg, "val", branch.read_clips(cfg.data_path, "val", max_frames=cfg.max_frames), precision)
     # the stored split, encoded once for every epoch
     stored = None if cfg.new_sequences or partial else load_train(0)
     train_data = (f"{cfg.new_sequences} new training sequences per epoch" if cfg.new_sequences

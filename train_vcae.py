@@ -30,7 +30,7 @@ base_width = 32  # channels of the first conv layer; each later one doubles [1, 
 input_dropout = 0.0  # dropout on input pixels (the original: 0.3) [0, 1)
 latent_samples = 1  # z samples per frame in the loss (the original: L=2) [1, inf)
 train_frames = 40000  # frames drawn (once, seeded) from the training sequences; 0 = all [0, inf)
-val_frames = 2000  # frames drawn from the test sequences for validation; 0 = all [0, inf)
+val_frames = 2000  # frames drawn from the val sequences for validation; 0 = all [0, inf)
 epochs = 3  # passes over the train_frames (a 4th lowers the ceiling 37.6 -> 27.3, but not what the LSTM predicts) [1, inf)
 batch_size = 128  # frames per batch [1, inf)
 lr = 1e-3  # Adam learning rate (the original's dense model used 3e-5) (0, inf)
@@ -64,7 +64,7 @@ def main(argv=None):
     precision = pick_precision(cfg.precision, dev)
 
     train = sample_frames(read_frames(cfg.data_path, "train", "moving_mnist.py"), cfg.train_frames, rng)
-    val = sample_frames(read_frames(cfg.data_path, "test", "moving_mnist.py"), cfg.val_frames, rng)
+    val = sample_frames(read_frames(cfg.data_path, "val", "moving_mnist.py"), cfg.val_frames, rng)
     print(f"{len(train)} training and {len(val)} validation frames of {tuple(train.shape[1:])} on {dev}")
 
     if train.shape[-1] % 2 ** cfg.n_down:

@@ -5,7 +5,7 @@ same settings as config/film.py. Its files: data/film_3clips.h5 (training), data
 samples/film_heldout/.
 
     python extract_pulp_frames.py config/film_heldout.py
-    python extract_pulp_frames.py config/film_heldout.py --video=bigbuckbunny.mp4 --test_fraction=0.99 --out_path=data/film_bbb.h5 --preview_path=samples/film_heldout/preview_bbb.png
+    python extract_pulp_frames.py config/film_heldout.py --video=bigbuckbunny.mp4 --test_fraction=0.99 --val_fraction=0 --out_path=data/film_bbb.h5 --preview_path=samples/film_heldout/preview_bbb.png
     python train_cae.py config/film_heldout.py && python train_deconv.py config/film_heldout.py
     python train_vae_on_convs.py config/film_heldout.py && python train_lstm.py config/film_heldout.py
     python sample_video.py config/film_heldout.py

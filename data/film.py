@@ -2,7 +2,8 @@
 
 Layout: /clips/<NNN>/frames uint8 (frames, 3, H, W), one group per source file, with
 /clips/<NNN>/cuts (indices of frames that start a new shot) and the attributes
-train_start, train_end, test_start, test_end (contiguous blocks of frame indices).
+train_start, train_end, val_start, val_end, test_start, test_end (contiguous blocks of
+frame indices, in that order).
 """
 import h5py
 import numpy as np
@@ -87,7 +88,7 @@ def frame_tensor(path, split, crop_size=None, max_frames=0, rng=None):
     tensor (N, 3, H, W), filled in place (no second copy)."""
     clips = [c for c in read_clips(path, split, max_frames, rng) if len(c["frames"])]
     if not clips:
-        raise UserError(f"{path} has no {split} frames: extract more video, or a larger --test_fraction")
+        raise UserError(f"{path} has no {split} frames: extract more video, or a larger --{split}_fraction")
     height = min(c["frames"].shape[2] for c in clips)
     width = min(c["frames"].shape[3] for c in clips)
     if crop_size:
@@ -120,7 +121,7 @@ def crop_batches(path, crop, batch_size, device, seed, max_frames=0):
     longer than ``max_frames`` is held ``max_frames`` frames at a time (see read_clips):
     training draws new blocks of it every epoch, validation keeps evenly spaced ones."""
     from utils.batches import Batches
-    val = frame_tensor(path, "test", crop, max_frames)
+    val = frame_tensor(path, "val", crop, max_frames)
     generator = torch.Generator().manual_seed(seed)
 
     def load_train(epoch):
@@ -137,7 +138,7 @@ def crop_batches(path, crop, batch_size, device, seed, max_frames=0):
                             transform=lambda x: to_centred_float(random_crops(x, crop, generator)))
     val_batches = Batches([val], batch_size, device, transform=to_centred_float)
     drawn = f", {max_frames} of them drawn anew each epoch" if partial else ""
-    print(f"{n_train} training frames (random {crop}x{crop} crops{drawn}), {len(val)} test frames "
+    print(f"{n_train} training frames (random {crop}x{crop} crops{drawn}), {len(val)} validation frames "
           f"(centre crops) on {device}")
     return train_batches, val_batches, val
 

@@ -1,8 +1,10 @@
 """Checkpoint files: one dict per file that rebuilds its model, loadable with
 ``torch.load(path, weights_only=True)``.
 
-Keys: ``model_kind`` and ``model_args`` (see build_model), ``model_state``,
-``optimizer_state``, ``epoch`` (epochs done), ``history``, ``best_val_loss``,
+Keys: ``model_kind`` and ``model_args`` (see build_model), ``model_state`` (the last
+epoch's weights, which a resumed run continues from), ``best_state`` and ``best_epoch``
+(the weights of the epoch with the lowest validation loss, which later stages and
+sampling use), ``optimizer_state``, ``epoch`` (epochs done), ``history``, ``best_val_loss``,
 ``settings`` (the run's resolved settings), ``presets`` (preset files applied), and for
 later stages the paths of the checkpoints and dataset they were trained on.
 """
@@ -22,12 +24,13 @@ def build_model(kind, args):
 
 
 def load_model(ckpt, device="cpu"):
-    """Rebuild the model a checkpoint describes, with its weights, in eval mode, in the
-    memory order it was trained in (channels-last convolutions round differently)."""
+    """Rebuild the model a checkpoint describes, with the weights of its best validation
+    epoch, in eval mode, in the memory order it was trained in (channels-last convolutions
+    round differently)."""
     model = build_model(ckpt["model_kind"], ckpt["model_args"])
     if ckpt.get("channels_last"):
         to_channels_last(model)
-    model.load_state_dict(ckpt["model_state"])
+    model.load_state_dict(ckpt.get("best_state", ckpt["model_state"]))
     return model.to(device).eval()
 
 

