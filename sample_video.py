@@ -18,6 +18,7 @@ from data.branches import BRANCHES
 from data.sequences import window_clips, windows
 from data.video import read_window
 from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
+from models.predict import predict_window
 from utils.errors import UserError, run_cli
 from utils.images import prediction_panels, save_gif, save_grid
 from utils.metrics import StepAverages, frame_scores, write_report
@@ -31,7 +32,7 @@ data_path = ""  # dataset to draw test windows from; empty = the one the LSTM wa
 vae_checkpoint = ""  # encoder/decoder; empty = the one the LSTM was trained on
 out_dir = "samples"  # GIFs, PNG strips and the metrics report go here
 prefix = "mm_sample"  # file names <prefix>_<n>.gif/.png (film: film_sample)
-split = "test"  # windows to score and sample: test, val (what choices are made on) or train; files of val, train: *_val, *_train
+split = "test"  # windows to score and sample: test, val or train (val and train write *_val, *_train files)
 n_sequences = 8  # windows to predict [1, inf)
 first_sequence = 0  # skip this many windows [0, inf)
 context = 10  # real frames fed before generating (film: 5) [1, inf)
@@ -54,23 +55,13 @@ BASELINES = ("copy_last", "mean_frame", "last_reconstruction", "autoencoder")
 
 def predict(model, codec, sequences, context, horizon, temperature=0.0, skip=False):
     """Prime on ``context`` real frames of ``sequences`` uint8 (N, T, C, H, W), generate
-    ``horizon`` more. Returns float frames (N, context + horizon, C, H, W): the codec's
-    reconstructions of the context frames followed by the decoded predictions (with
-    ``skip``, decoded from the last context frame: see Codec.skip_decode; from a model
-    with a flow head, the last context frame moved by the predicted flows)."""
-    mean, _ = codec.encode(sequences[:, :context])
-    if model.flow:
-        with torch.no_grad():
-            seen = torch.from_numpy(np.ascontiguousarray(sequences[:, :context])).to(codec.device).float() / 255.0
-            motion = model.context_motion(seen[:, -2], seen[:, -1]) if model.uses_motion else None
-            _, flows = model.rollout(mean.to(codec.device), horizon, temperature, flows=True,
-                                     frames=seen if model.frame_channels else None, motion=motion)
-            moved = model.move(seen[:, -1], flows, motion=motion).clamp_(0.0, 1.0).cpu()
-        return torch.cat([codec.decode(mean), moved], dim=1)
-    with torch.no_grad():
-        future = model.rollout(mean.to(codec.device), horizon, temperature).cpu()
-    skip_from = (mean[:, -1], torch.from_numpy(np.ascontiguousarray(sequences[:, context - 1]))) if skip else None
-    return torch.cat([codec.decode(mean), codec.decode(future, skip_from)], dim=1)
+    ``horizon`` more (models/predict.py, the path training scores). Returns float frames
+    (N, context + horizon, C, H, W): the codec's reconstructions of the context frames
+    followed by the predicted frames."""
+    seen = torch.from_numpy(np.ascontiguousarray(sequences[:, :context]))
+    mean, _ = codec.encode(seen)
+    future = predict_window(model, codec, mean, seen[:, -2:].float() / 255.0, horizon, skip, temperature)
+    return torch.cat([codec.decode(mean), future], dim=1)
 
 
 def mean_training_frame(branch, data_path, max_frames=0):
@@ -185,7 +176,7 @@ def main(argv=None):
     codec = branch.load_codec(vae_checkpoint, dev)
     check_lineage(lstm_ckpt, cfg.lstm_checkpoint, "vae_checkpoint", vae_checkpoint, "train_lstm.py")
     model = load_model(lstm_ckpt, dev)
-    if model.uses_motion and context < 2:
+    if model.flow_prior and context < 2:
         raise UserError(f"{cfg.lstm_checkpoint} uses the motion between the last two context frames: "
                         "use --context=2 or more")
     if cfg.video:

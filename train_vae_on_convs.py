@@ -28,7 +28,7 @@ checkpoint = "checkpoints/film_vae_on_convs.pt"  # checkpoint to write (and resu
 out_dir = "samples"  # grid and loss curves go here
 latent_channels = 8  # channels of a spatial Z map at the features' size; 0 = a dense Z of z_dim [0, inf)
 z_dim = 256  # size of a dense Z (latent_channels=0; the original) [1, inf)
-hidden = 64  # hidden channels of the conv VAE (dense Z: softplus units, 1500) [1, inf)
+hidden = 64  # hidden channels of the conv VAE, or softplus units of the dense one (latent_channels=0) [1, inf)
 log_sigma_floor = -10.0  # lower bound of the learned log-sigma of the features
 latent_samples = 2  # z samples per frame in the loss (the original: L=2) [1, inf)
 epochs = 15  # passes over the training frames [1, inf)
@@ -43,8 +43,7 @@ seed = 1337  # seeds the crops, the initial weights and the batch order
 
 
 def main(argv=None):
-    cfg = parse_settings(__file__, globals(), argv,
-                         derived=lambda c: {"hidden": 64 if c.latent_channels else 1500})
+    cfg = parse_settings(__file__, globals(), argv)
     check_outputs(files={"checkpoint": cfg.checkpoint}, folders={"out_dir": cfg.out_dir})
     seed_everything(cfg.seed)
     dev = pick_device(cfg.device)

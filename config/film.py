@@ -4,8 +4,4 @@
     python train_deconv.py config/film.py && python train_vae_on_convs.py config/film.py && \
     python train_lstm.py config/film.py && python sample_video.py config/film.py
 """
-dataset = "film"
-# measured on the bundled clips (the film branch predicts by warping the last frame): 2 epochs
-# with the KL loss on Z score best; 4 epochs, or mirrored and reversed windows (augment), fit
-# the training shots' motion more and the test's less
-train_lstm = dict(loss="kl", epochs=2)
+dataset = "film"  # the film branch's own defaults (data/branches.py) do the rest

@@ -14,8 +14,10 @@ train_deconv = dict(cae_checkpoint="checkpoints/film_dense/cae.pt",
                     checkpoint="checkpoints/film_dense/deconv.pt")
 train_vae_on_convs = dict(cae_checkpoint="checkpoints/film_dense/cae.pt",
                           deconv_checkpoint="checkpoints/film_dense/deconv.pt",
-                          checkpoint="checkpoints/film_dense/vae_on_convs.pt", latent_channels=0)
+                          checkpoint="checkpoints/film_dense/vae_on_convs.pt", latent_channels=0,
+                          hidden=1500)
 train_lstm = dict(vae_checkpoint="checkpoints/film_dense/vae_on_convs.pt",
-                  checkpoint="checkpoints/film_dense/lstm.pt", cell="dense", skip=False,
-                  augment=False)
+                  checkpoint="checkpoints/film_dense/lstm.pt", cell="dense", hidden=512,
+                  layers=2, dropout=0.3, warp=False, flow_prior=0.0, loss="mse",
+                  epochs=8)
 sample_video = dict(lstm_checkpoint="checkpoints/film_dense/lstm.pt")

@@ -24,33 +24,28 @@ class Branch:
     epochs: int  # LSTM training epochs
     lr: float  # the LSTM's peak learning rate
     weight_decay: float  # the LSTM's decoupled weight decay (AdamW); 0 = plain Adam
+    loss: str  # how the LSTM's predictions are scored on Z: mse, kl or mdn
     context: int  # true frames before the predicted ones (training and sampling)
     horizon: int  # frames sample_video.py predicts
-    cell: str  # the LSTM cell for its default encoder's Z (conv for a spatial Z)
-    skip: bool  # decode predictions from the last context frame (see Codec.skip_decode)
     warp: bool  # predict frames by moving the last context frame by predicted flows
     flow_prior: float  # the warp's flows start from this fraction of the block-matched motion
-    augment: bool  # train the LSTM on mirrored frames and reversed windows too
     training_crops: int  # crops per frame encoded for LSTM training (film: fixed crops)
     eval_crops: int  # crops per test frame sample_video.py scores
     sample_prefix: str  # sample_video.py's file names
     metrics_name: str  # sample_video.py's report: <metrics_name>.json/.csv/.png
     read_clips: Callable  # (data_path, split, n_crops=1, limit=0, max_frames=0, rng=None) -> clips (data/sequences.py)
     # (data_path, split) -> frames in the split, for a dataset read in part when longer than
-    # max_frames; None: always read whole (Moving MNIST: train_sequences and new_sequences bound it)
+    # max_frames; None: always read whole (Moving MNIST: new_sequences bounds it)
     frame_count: Optional[Callable]
     load_codec: Callable  # (encoder checkpoint, device) -> Codec (see models/codec.py)
 
     def lstm_defaults(self):
         """train_lstm.py's settings that follow the dataset."""
         return dict(data_path=self.data_path, vae_checkpoint=self.encoder_checkpoint,
-                    checkpoint=self.lstm_checkpoint, seq_len=self.seq_len,
-                    frame_skip=self.frame_skip, batch_size=self.batch_size,
-                    epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
-                    train_context=self.context, cell=self.cell, skip=self.skip, warp=self.warp,
-                    flow_prior=self.flow_prior,
-                    augment=self.augment,
-                    film_crops=self.training_crops)
+                    checkpoint=self.lstm_checkpoint, seq_len=self.seq_len, frame_skip=self.frame_skip,
+                    batch_size=self.batch_size, epochs=self.epochs, lr=self.lr,
+                    weight_decay=self.weight_decay, loss=self.loss, train_context=self.context,
+                    warp=self.warp, flow_prior=self.flow_prior)
 
     def sample_defaults(self):
         """sample_video.py's settings that follow the dataset."""
@@ -58,30 +53,17 @@ class Branch:
                     context=self.context, horizon=self.horizon, eval_crops=self.eval_crops)
 
 
-BRANCHES = {
+BRANCHES = {  # the reasons for these values, and their validation scores: docs/results.md
     "mnist": Branch(name="mnist", made_by=MNIST_MADE_BY, data_path="data/moving_mnist.h5",
-                    encoder_checkpoint="checkpoints/mm_vcae.pt",
-                    lstm_checkpoint="checkpoints/mm_lstm.pt", seq_len=20, frame_skip=1,
-                    # 7 epochs of 20,000 stored sequences at a peak rate of 4e-3 and a decoupled
-                    # weight decay of 0.1, which narrows the gap between the training windows'
-                    # score and the test's (docs/results.md)
-                    batch_size=32, epochs=7, lr=4e-3, weight_decay=0.1, context=10, horizon=10, cell="conv", skip=False, warp=False, flow_prior=0.0,
-                    augment=False,
-                    training_crops=1, eval_crops=1,
+                    encoder_checkpoint="checkpoints/mm_vcae.pt", lstm_checkpoint="checkpoints/mm_lstm.pt",
+                    seq_len=20, frame_skip=1, batch_size=32, epochs=7, lr=4e-3, weight_decay=0.1, loss="mse",
+                    context=10, horizon=10, warp=False, flow_prior=0.0, training_crops=1, eval_crops=1,
                     sample_prefix="mm_sample", metrics_name="metrics",
                     read_clips=mnist_clips, frame_count=None, load_codec=load_mnist_codec),
     "film": Branch(name="film", made_by=FILM_MADE_BY, data_path="data/film.h5",
-                   encoder_checkpoint="checkpoints/film_vae_on_convs.pt",
-                   lstm_checkpoint="checkpoints/film_lstm.pt", seq_len=10, frame_skip=3,
-                   batch_size=16, epochs=8, lr=2e-3, weight_decay=0.0, context=5, horizon=5, cell="conv", skip=True, warp=True,
-                   # the block-matched motion (sub-pixel) alone at 0.3 and 0.4 of it ties on
-                   # the training windows (tools/motion_prior.py: 0.916 and 0.917 of copy-last's
-                   # error); the LSTM on 0.4 does better on the bundled test windows and on a
-                   # clip no stage trained on (docs/results.md). Decaying shares (train_lstm.py's
-                   # flow_decay) alone score better there, but the LSTM on them does worse
-                   flow_prior=0.4,
-                   augment=False,
-                   training_crops=3, eval_crops=4,
+                   encoder_checkpoint="checkpoints/film_vae_on_convs.pt", lstm_checkpoint="checkpoints/film_lstm.pt",
+                   seq_len=10, frame_skip=3, batch_size=16, epochs=2, lr=2e-3, weight_decay=0.0, loss="kl",
+                   context=5, horizon=5, warp=True, flow_prior=0.4, training_crops=3, eval_crops=4,
                    sample_prefix="film_sample", metrics_name="film_metrics",
                    read_clips=film_clips, frame_count=film_frame_count, load_codec=load_film_codec),
 }

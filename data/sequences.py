@@ -67,13 +67,6 @@ def film_clips(data_path, split, n_crops=1, limit=0, max_frames=0, rng=None, cro
 film_frame_count = split_frames
 
 
-def mirrored(clips):
-    """``clips`` followed by their left-right mirror images (each mirrored clip named
-    after its original with " mirrored")."""
-    return Clips(np.concatenate([clips.frames, np.ascontiguousarray(clips.frames[..., ::-1])]),
-                 clips.lengths * 2, clips.cuts * 2, clips.names + [f"{n} mirrored" for n in clips.names])
-
-
 def sequence_clips(seqs):
     """Equal-length sequences (N, T, C, H, W) as clips: one per sequence, no cuts."""
     n, t = seqs.shape[:2]

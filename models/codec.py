@@ -7,7 +7,6 @@ deconvoluter.
 """
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
 from utils.errors import UserError
@@ -33,8 +32,8 @@ def _batched(fn, x, batch_size, desc=None):
 class Codec:
     """Batched sequence encoding/decoding around two per-batch functions of a subclass:
     ``encode_batch(float frames (B, C, H, W)) -> (mean, logvar)`` and
-    ``decode_batch(z (B, z_dim)) -> frames in [0, 1]``; and ``pixel_loss`` for training
-    the LSTM in pixel space through the frozen decoder."""
+    ``decode_batch(z (B, z_dim)) -> frames in [0, 1]``; ``skip_decode`` decodes with
+    gradients to Z, for training the LSTM in pixel space through the frozen decoder."""
 
     z_dim = None
     latent_shape = None  # (C, h, w) when Z is a spatial map
@@ -57,25 +56,18 @@ class Codec:
             to_channels_last(m)
         return self
 
-    def pixel_loss(self, z, frames, skip_from=None, squared=True):
-        """Reconstruction loss of the frames decoded from ``z`` (B, z_dim) against uint8
-        ``frames`` (B, C, H, W): squared error summed over each frame's pixels (in [0, 1]),
-        mean over frames. Gradients flow to ``z`` only; the decoder stays frozen. (``squared``:
-        a codec with a likelihood of its own uses it unless this is true.)
-        ``skip_from``: (z_last (B, z_dim), uint8 last frames (B, C, H, W)), see skip_decode."""
-        return (self.skip_decode(z, skip_from) - self._to_float(frames)).pow(2).flatten(1).sum(1).mean()
-
     def skip_decode(self, z, skip_from=None):
-        """Frames decoded from ``z`` (B, z_dim); with ``skip_from`` = (z_last, last frames),
-        the last frame plus the decoded change since it: last + D(z) - D(z_last). What
-        stays keeps the last frame's detail, which the codec would blur; a prediction of
-        no change is the last frame itself."""
+        """Frames decoded from ``z`` (B, z_dim); with ``skip_from`` = (z_last (B, z_dim), last
+        frames, float (B, C, H, W) in [0, 1]), the last frame plus the decoded change since
+        it: last + D(z) - D(z_last). What stays keeps the last frame's detail, which the
+        codec would blur; a prediction of no change is the last frame itself. Gradients
+        flow to ``z`` only; the decoder stays frozen."""
         decoded = self.decode_batch(z)
         if skip_from is None:
             return decoded
         z_last, last = skip_from
         with torch.no_grad():
-            base = self._to_float(last) - self.decode_batch(z_last)
+            base = last - self.decode_batch(z_last)
         return decoded + base
 
     def _to_float(self, frames):
@@ -97,20 +89,11 @@ class Codec:
         return mean.view(n, t, -1), logvar.view(n, t, -1)
 
     @torch.no_grad()
-    def decode(self, z, skip_from=None):
-        """Z (N, T, z_dim) -> frames in [0, 1], float (N, T, C, H, W) on the CPU. With
-        ``skip_from`` = (z_last (N, z_dim), uint8 last frames (N, C, H, W)) every frame is
-        decoded through skip_decode from that sequence's last frame."""
+    def decode(self, z):
+        """Z (N, T, z_dim) -> frames in [0, 1], float (N, T, C, H, W) on the CPU."""
         n, t = z.shape[:2]
-        if skip_from is None:
-            frames = _batched(lambda b: self.decode_batch(b.to(self.device)), z.reshape(n * t, -1),
-                              self.batch_size)
-        else:
-            z_last, last = (torch.as_tensor(x).repeat_interleave(t, 0) for x in skip_from)
-            rows = torch.arange(n * t)
-            frames = _batched(lambda r: self.skip_decode(
-                z.reshape(n * t, -1)[r].to(self.device),
-                (z_last[r].to(self.device), last[r])), rows, self.batch_size)
+        frames = _batched(lambda b: self.decode_batch(b.to(self.device)), z.reshape(n * t, -1),
+                          self.batch_size)
         return frames.clamp_(0.0, 1.0).view(n, t, *frames.shape[1:])
 
 
@@ -128,16 +111,6 @@ class VAECodec(Codec):
 
     def decode_batch(self, z):
         return torch.sigmoid(self.vae.decode(z))
-
-    def pixel_loss(self, z, frames, skip_from=None, squared=False):
-        """The VAE's own likelihood: binary cross-entropy summed over each frame's pixels,
-        mean over frames (steeper than squared error where a sigmoid saturates); squared
-        error with a skip (see Codec.skip_decode), whose sum is no longer a probability,
-        or with ``squared``."""
-        if skip_from is not None or squared:
-            return super().pixel_loss(z, frames, skip_from)
-        return F.binary_cross_entropy_with_logits(self.vae.decode(z), self._to_float(frames),
-                                                  reduction="sum") / len(z)
 
 
 class FilmCodec(Codec):

@@ -1,4 +1,5 @@
 """The film branch: extraction from real (synthetic) video files and every film stage."""
+import math
 import os
 import tracemalloc
 
@@ -191,7 +192,7 @@ def test_film_checkpoints_chain_to_each_other(film):
     lstm = torch.load(film["lstm"], weights_only=True)
     assert lstm["dataset"] == "film" and lstm["frame_skip"] == 2 and lstm["vae_checkpoint"] == film["vae"]
     assert lstm["model_args"]["z_dim"] == 2 * 16 * 16 and lstm["model_args"]["latent_shape"] == [2, 16, 16]
-    assert lstm["skip"] is True and lstm["settings"]["augment"] is False  # the film's defaults
+    assert lstm["skip"] is False and lstm["settings"]["warp"] is True  # the film's defaults
 
 
 def test_spatial_film_codec_round_trips_shapes_and_the_skip_starts_from_the_last_frame(film):
@@ -204,9 +205,10 @@ def test_spatial_film_codec_round_trips_shapes_and_the_skip_starts_from_the_last
     decoded = codec.decode(mean)
     assert decoded.shape == (1, 6, 3, 64, 64) and 0 <= decoded.min() and decoded.max() <= 1
     # predicting "no change" from the last frame gives the last frame itself, not its blurred code
-    unchanged = codec.decode(mean[:, :1].expand(1, 3, 512), (mean[:, 0], torch.from_numpy(frames[:1])))
-    assert torch.allclose(unchanged, torch.from_numpy(frames[:1]).float().div(255)[:, None].expand(1, 3, 3, 64, 64),
-                          atol=1e-5)
+    last = torch.from_numpy(frames[:1]).float().div(255)
+    with torch.no_grad():
+        unchanged = codec.skip_decode(mean[0, :1].expand(3, 512), (mean[0, :1].expand(3, 512), last.expand(3, -1, -1, -1)))
+    assert torch.allclose(unchanged, last.expand(3, -1, -1, -1), atol=1e-5)
 
 
 def test_film_report_scores_baselines_per_source_file(film, tmp_path):
@@ -249,8 +251,8 @@ def test_the_original_dense_film_chain_still_trains_and_samples(film, tmp_path):
     vae, lstm = tmp_path / "dense_vae.pt", tmp_path / "dense_lstm.pt"
     train_vae_on_convs.main(argv(cae_checkpoint=film["cae"], deconv_checkpoint=film["deconv"],
                                  checkpoint=vae, latent_channels=0, z_dim=8, hidden=16, **common))
-    model = train_lstm.main(argv(dataset="film", vae_checkpoint=vae, checkpoint=lstm, cell="dense",
-                                 skip=False, hidden=16, seq_len=4, train_context=2, frame_skip=2, **common))
+    model = train_lstm.main(argv(dataset="film", vae_checkpoint=vae, checkpoint=lstm, cell="dense", warp=False,
+                                 flow_prior=0.0, hidden=16, seq_len=4, train_context=2, frame_skip=2, **common))
     assert model.args["latent_shape"] is None and model.args["z_dim"] == 8
     sample_video.main(argv(dataset="film", lstm_checkpoint=lstm, out_dir=tmp_path, n_sequences=1,
                            context=2, horizon=2, n_eval=4))
@@ -289,22 +291,6 @@ def test_film_stages_name_the_script_to_run_first(tmp_path):
     assert r.returncode == 2 and "run train_vae_on_convs.py first" in r.stderr
     assert list(tmp_path.iterdir()) == []
 
-
-
-def test_augment_trains_on_mirrored_frames_and_reversed_windows(film, tmp_path, capsys):
-    common = dict(dataset="film", vae_checkpoint=film["vae"], data_path=film["data"], out_dir=tmp_path,
-                  hidden=4, seq_len=4, train_context=2, frame_skip=2, epochs=1)
-    counts = []
-    for augment in (False, True):
-        train_lstm.main(argv(checkpoint=tmp_path / f"{augment}.pt", augment=augment, **common))
-        line = [x for x in capsys.readouterr().out.splitlines() if "training windows" in x][0]
-        counts.append(int(line.split()[0]))
-    assert counts[1] == 4 * counts[0]  # mirrored frames double the windows, reversal doubles again
-    from data.sequences import Clips, mirrored
-    clips = Clips(np.arange(8, dtype=np.uint8).reshape(2, 1, 2, 2), [2], [np.zeros(0)], ["a"])
-    both = mirrored(clips)
-    assert both.names == ["a", "a mirrored"] and both.lengths == [2, 2]
-    assert np.array_equal(both.frames[2:], clips.frames[..., ::-1])
 
 
 def test_a_film_stage_refuses_a_checkpoint_of_another_stage_before_training(film, tmp_path):
@@ -369,8 +355,8 @@ def test_a_film_longer_than_max_frames_is_held_in_blocks_drawn_anew_each_epoch(f
     lstm = tmp_path / "lstm.pt"
     train_lstm.main(argv(dataset="film", data_path=film["data"], vae_checkpoint=film["vae"],
                          checkpoint=lstm, out_dir=tmp_path, hidden=4, seq_len=3, train_context=2,
-                         frame_skip=1, epochs=2, max_frames=8, film_crops=2))
-    assert len(encoded) == 3 and max(encoded) <= 8 * 2  # the val split once, then one draw per epoch
+                         frame_skip=1, epochs=2, max_frames=8))
+    assert len(encoded) == 3 and max(encoded) <= 8 * 3  # the val split once, then one draw per epoch (3 crops)
     assert len(held) == 3 and all(sum(map(len, h)) <= 8 for h in held)
     assert [sum(map(len, h)) for h in held[1:]] == [8, 8]  # whole runs: the training draws are full
     assert [f.tobytes() for f in held[1]] != [f.tobytes() for f in held[2]]  # new blocks in epoch 2
@@ -399,7 +385,7 @@ def test_encoding_runs_in_batches_into_one_output(film, monkeypatch):
 
 
 def test_warp_moves_pixels_by_the_flow_and_repeats_the_edge():
-    from models.lstm import warp, warp_rollout
+    from models.flow import warp, warp_rollout
     frames = torch.arange(32.0).view(2, 1, 4, 4)
     assert torch.equal(warp(frames, torch.zeros(2, 2, 2, 2)), frames)  # no flow: the frame itself
     right = torch.zeros(2, 2, 2, 2)
@@ -411,7 +397,8 @@ def test_warp_moves_pixels_by_the_flow_and_repeats_the_edge():
 
 
 def test_block_motion_finds_a_shift_and_the_prior_continues_it():
-    from models.lstm import LatentLSTM, block_motion, warp
+    from models.flow import block_motion, warp, with_prior
+    from models.lstm import LatentLSTM
     torch.manual_seed(0)
     scene = torch.rand(2, 3, 40, 80)
     prev, last = scene[..., 4:36, 10:42], scene[..., 4:36, 12:44]  # the picture moved 2 px left
@@ -430,125 +417,40 @@ def test_block_motion_finds_a_shift_and_the_prior_continues_it():
     assert abs(fine[0] - 1.5) < min(0.1, abs(whole[0] - 1.5) / 2) and fine[1].abs() < 0.1, (whole, fine)
     model = LatentLSTM(z_dim=2 * 4 * 4, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
                        latent_shape=(2, 4, 4), flow=True, flow_prior=0.5)
+    motion = model.context_motion(prev, last)  # sub-pixel, on Z's grid
+    assert torch.equal(motion, block_motion(prev, last, grid=(4, 4), subpixel=True))
     flows = torch.zeros(2, 3, 2, 4, 4)
-    primed = model.with_prior(flows, prev, last)
-    expected = 0.5 * torch.nn.functional.adaptive_avg_pool2d(block_motion(prev, last), (4, 4))
-    assert all(torch.allclose(primed[:, t], expected) for t in range(3))
-    # with a decay, each later step's share is that factor of the one before
-    decaying = LatentLSTM(z_dim=2 * 4 * 4, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
-                          latent_shape=(2, 4, 4), flow=True, flow_prior=0.5, flow_decay=0.2)
-    shares = decaying.with_prior(flows + 1.0, prev, last) - 1.0
-    assert all(torch.allclose(shares[:, t], expected * 0.2 ** t, atol=1e-6) for t in range(3))
-    assert decaying.args["flow_decay"] == 0.2
-    bare = LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True).args
-    assert model.args["flow_prior"] == 0.5 and "flow_prior" not in bare  # old checkpoints still resume
-    assert "flow_decay" not in model.args and "flow_decay" not in bare
+    expected = 0.5 * torch.nn.functional.adaptive_avg_pool2d(block_motion(prev, last, subpixel=True), (4, 4))
+    primed = with_prior(flows, motion, 0.5)  # constant velocity: the same share at every step
+    assert all(torch.allclose(primed[:, t], expected, atol=1e-6) for t in range(3))
+    assert torch.equal(with_prior(flows + 1.0, motion, 0.0), flows + 1.0)
     with pytest.raises(ValueError, match="flow_prior"):
         LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=False, flow_prior=0.5)
-    with pytest.raises(ValueError, match="flow_decay"):
-        LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True, flow_decay=0.5)
 
 
-def test_motion_prior_tool_scores_fractions_and_decays_of_the_motion_against_copy_last(film, capsys):
+def test_motion_prior_tool_scores_fractions_of_the_motion_against_copy_last(film, capsys):
     from tools import motion_prior
     motion_prior.main(argv(data_path=film["data"], split="val", context=2, horizon=2, frame_skip=1,
-                           crops=1, fractions="0.0,0.5", decays="0.0,1.0"))
+                           crops=1, fractions="0.0,0.5"))
     lines = capsys.readouterr().out.splitlines()
-    assert "val windows" in lines[0] and len(lines) == 5
+    assert "val windows" in lines[0] and len(lines) == 4
     copy = float(lines[0].rsplit("copy last ", 1)[1])
-    zero = [float(v) for v in lines[2].split()[1:]]
-    assert lines[2].split()[0] == "0.00" and zero == [copy, copy]  # no motion: copy-last, any decay
-    assert lines[3].split()[0] == "0.50" and len(lines[3].split()) == 3
-    assert lines[4].startswith("best: fraction ")
-    with pytest.raises(UserError, match="--decays"):
-        motion_prior.main(argv(data_path=film["data"], decays="1.5"))
-
-
-def test_flow_modes_mix_the_still_frame_and_each_moved_one_per_pixel():
-    from models.lstm import LatentLSTM, warp_rollout
-    model = LatentLSTM(z_dim=2 * 2 * 2, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
-                       latent_shape=(2, 2, 2), flow=True, flow_modes=3)
-    assert model.flow_head.out_channels == 2 * 2 + 3
-    last = torch.arange(32.0).view(2, 1, 4, 4)
-    flows = torch.zeros(2, 3, 7, 2, 2)
-    flows[:, :, 0] = 1.0  # the first moving mode goes right one pixel a step, the second stays put
-    flows[:, :, 4:] = torch.tensor([0.0, 30.0, 0.0]).view(3, 1, 1)  # weight on the first flow only
-    assert torch.allclose(model.move(last, flows), warp_rollout(last, flows[:, :, :2]))
-    flows[:, :, 4:] = torch.tensor([30.0, 0.0, 0.0]).view(3, 1, 1)  # weight on the still frame only
-    assert torch.allclose(model.move(last, flows), last[:, None].expand(-1, 3, -1, -1, -1), atol=1e-9)
-    flows[:, :, 4:] = 0.0  # equal weights: the mean of still, moved and (zero flow) still
-    expected = (2 * last[:, None] + warp_rollout(last, flows[:, :, :2])) / 3
-    assert torch.allclose(model.move(last, flows), expected, atol=1e-5)
-    flows[:, 2:, 4:] = torch.tensor([0.0, 30.0, 0.0]).view(3, 1, 1)  # per step: the last one moves
-    moved = model.move(last, flows)
-    assert torch.allclose(moved[:, 2], warp_rollout(last, flows[:, :, :2])[:, 2])
-    with pytest.raises(ValueError, match="flow_modes"):
-        LatentLSTM(z_dim=8, hidden=4, latent_shape=(2, 2, 2), flow=False, flow_modes=2)
-
-
-def test_frame_inputs_show_the_lstm_its_own_moved_frames_in_training_and_sampling_alike():
-    from models.lstm import LatentLSTM
-    torch.manual_seed(0)
-    model = LatentLSTM(z_dim=2 * 4 * 4, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
-                       latent_shape=(2, 4, 4), flow=True, frame_channels=3 * 2 * 2).eval()
-    torch.nn.init.normal_(model.flow_head.weight, std=0.5)  # flows that really move the frames
-    z, frames = torch.randn(2, 6, 32), torch.rand(2, 6, 3, 8, 8)
-    rolled = model.unroll(z, 2, frames[:, :2])
-    zs, flows = model.rollout(z[:, :2], 4, flows=True, frames=frames[:, :2])
-    assert torch.allclose(rolled["mean"][:, 1:], zs, atol=1e-5)
-    assert torch.allclose(rolled["flow"][:, 1:], flows, atol=1e-5)
-    # the frames it reads after the context are its own predictions, not the true ones
-    changed = frames.clone()
-    changed[:, 2:] = 0.0
-    assert torch.equal(model.unroll(z, 2, changed)["flow"], rolled["flow"])
-    assert not torch.allclose(model.unroll(z, 2, torch.rand(2, 6, 3, 8, 8))["flow"], rolled["flow"])
-    with pytest.raises(ValueError, match="pass frames"):
-        model.rollout(z[:, :2], 2)
-
-
-def test_motion_inputs_show_the_lstm_the_context_motion_at_every_step_alike_in_training_and_sampling():
-    from models.lstm import LatentLSTM, block_motion
-    torch.manual_seed(0)
-    model = LatentLSTM(z_dim=2 * 4 * 4, hidden=4, layers=1, dropout=0.0, output="gaussian", diffs=True,
-                       latent_shape=(2, 4, 4), flow=True, flow_prior=0.5, motion_inputs=True).eval()
-    assert model.lstm.cells[0].gates.in_channels == 2 + 2 + 4  # Z, the motion, the hidden state
-    torch.nn.init.normal_(model.flow_head.weight, std=0.5)
-    z = torch.randn(2, 6, 32)
-    prev, last = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
-    motion = model.context_motion(prev, last)
-    assert motion.shape == (2, 2, 4, 4)
-    rolled = model.unroll(z, 2, motion=motion)
-    zs, flows = model.rollout(z[:, :2], 4, flows=True, motion=motion)
-    assert torch.allclose(rolled["mean"][:, 1:], zs, atol=1e-5)
-    assert torch.allclose(rolled["flow"][:, 1:], flows, atol=1e-5)
-    assert not torch.allclose(model.unroll(z, 2, motion=motion + 1.0)["flow"], rolled["flow"])
-    # the measured motion serves the prior too: the same frames as measuring it again
-    assert torch.equal(model.move(last, flows, motion=motion), model.move(last, flows, prev))
-    assert model.args["motion_inputs"] is True and "motion_inputs" not in LatentLSTM(
-        z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True).args
-    with pytest.raises(ValueError, match="pass motion"):
-        model.rollout(z[:, :2], 2)
-    with pytest.raises(ValueError, match="motion_inputs"):
-        LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=False, motion_inputs=True)
-    fine = LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True, flow_prior=0.5, subpixel_motion=True)
-    assert fine.args["subpixel_motion"] is True and "subpixel_motion" not in model.args
-    assert torch.equal(fine.context_motion(prev, last), block_motion(prev, last, grid=(4, 4), subpixel=True))
-    with pytest.raises(ValueError, match="subpixel_motion"):
-        LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True, subpixel_motion=True)
+    assert lines[1].split()[:3] == ["fraction", "0.00:", f"{copy:.1f}"]  # no motion: copy-last itself
+    assert lines[2].split()[:2] == ["fraction", "0.50:"] and lines[3].startswith("best: fraction ")
 
 
 def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, tmp_path):
     from models.lstm import LatentLSTM
     common = dict(dataset="film", data_path=film["data"], vae_checkpoint=film["vae"], out_dir=tmp_path,
                   hidden=8, seq_len=4, train_context=2, frame_skip=2)
-    train_lstm.main(argv(checkpoint=tmp_path / "w.pt", warp=True, epochs=1, **common))
+    train_lstm.main(argv(checkpoint=tmp_path / "w.pt", warp=True, flow_prior=0.0, epochs=1, **common))
     ckpt = torch.load(tmp_path / "w.pt", weights_only=True)
     assert ckpt["model_args"]["flow"] is True and ckpt["model_state"]["flow_head.weight"].abs().sum() > 0
     codec = load_film_codec(film["vae"], "cpu")
     untrained = LatentLSTM(z_dim=codec.z_dim, hidden=8, layers=1, dropout=0.0, output="gaussian",
                            diffs=True, latent_shape=codec.latent_shape, flow=True).eval()
     from data.sequences import film_clips
-    window = film_clips(film["data"], "test").frames[None, :4]
+    window = film_clips(film["data"], "val").frames[None, :4]
     predicted = sample_video.predict(untrained, codec, window, 2, 2)
     last = torch.from_numpy(window[:, 1]).float() / 255.0
     assert torch.allclose(predicted[:, 2:], last[:, None].expand(-1, 2, -1, -1, -1), atol=1e-6)
@@ -556,38 +458,40 @@ def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, t
                            context=2, horizon=2, n_sequences=1, eval_crops=1))
     assert (tmp_path / "s" / "film_sample_000.gif").exists()
     with pytest.raises(UserError, match="--warp predicts flows on a spatial Z"):
-        train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=True, cell="dense", **common))
-    with pytest.raises(UserError, match="--flow_modes=2 mixes flows of the warp"):
-        train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, flow_modes=2, **common))
+        train_lstm.main(argv(checkpoint=tmp_path / "d.pt", cell="dense", **common))
     with pytest.raises(UserError, match="--flow_prior starts the warp's flows"):
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, flow_prior=0.3, **common))
-    with pytest.raises(UserError, match="--flow_decay=0.5 shrinks the flow prior"):
-        train_lstm.main(argv(checkpoint=tmp_path / "d.pt", flow_prior=0.0, flow_decay=0.5, **common))
-    # the film default: flows start from 0.4 of the sub-pixel block-matched motion, in
-    # training and sampling; with --flow_decay each later step's share shrinks
+    # the film default: flows start from part of the sub-pixel block-matched motion, in
+    # training and sampling alike
     train_lstm.main(argv(checkpoint=tmp_path / "p.pt", epochs=1, **common))
     args = torch.load(tmp_path / "p.pt", weights_only=True)["model_args"]
-    assert (args["flow_prior"], args["subpixel_motion"]) == (0.4, True)
-    train_lstm.main(argv(checkpoint=tmp_path / "pd.pt", epochs=1, flow_decay=0.5, **common))
-    assert torch.load(tmp_path / "pd.pt", weights_only=True)["model_args"]["flow_decay"] == 0.5
-    sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "pd.pt", out_dir=tmp_path / "pd",
-                           context=2, horizon=2, n_sequences=1, eval_crops=1))
-    assert (tmp_path / "pd" / "film_sample_000.gif").exists()
-    train_lstm.main(argv(checkpoint=tmp_path / "m.pt", epochs=1, motion_inputs=True, **common))
-    assert torch.load(tmp_path / "m.pt", weights_only=True)["model_args"]["motion_inputs"] is True
-    sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "m.pt", out_dir=tmp_path / "m",
-                           context=2, horizon=2, n_sequences=1, eval_crops=1))
-    assert (tmp_path / "m" / "film_sample_000.gif").exists()
-    with pytest.raises(UserError, match="--motion_inputs shows the LSTM"):
-        train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, motion_inputs=True, **common))
+    assert args["flow"] is True and args["flow_prior"] > 0
     sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "p.pt", out_dir=tmp_path / "p",
                            context=2, horizon=2, n_sequences=1, eval_crops=1))
     assert (tmp_path / "p" / "film_sample_000.gif").exists()
     with pytest.raises(UserError, match="--context=2 or more"):
         sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "p.pt", out_dir=tmp_path / "p",
                                context=1, horizon=2, n_sequences=1, eval_crops=1))
-    train_lstm.main(argv(checkpoint=tmp_path / "f.pt", warp=True, frame_inputs=True, epochs=1, **common))
-    assert torch.load(tmp_path / "f.pt", weights_only=True)["model_args"]["frame_channels"] == 3 * 4 * 4
-    sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "f.pt", out_dir=tmp_path / "f",
-                           context=2, horizon=2, n_sequences=1, eval_crops=1))
-    assert (tmp_path / "f" / "film_sample_000.gif").exists()
+
+
+def test_film_training_scores_the_moved_frames_sample_video_predicts(film):
+    from models.losses import prediction_loss, sequence_loss
+    from models.checkpoints import load_model
+    from data.sequences import film_clips, windows
+    codec = load_film_codec(film["vae"], "cpu")
+    model = load_model(torch.load(film["lstm"], weights_only=True))
+    assert model.flow and model.flow_prior > 0
+    torch.nn.init.normal_(model.flow_head.weight, std=0.3)  # flows that move the frame visibly
+    clips = film_clips(film["data"], "val")
+    index = windows(clips.lengths, clips.cuts, 4, 2)[:3]
+    window = torch.from_numpy(clips.frames[index.numpy()])  # (3, 4, 3, 64, 64)
+    mean, logvar = codec.encode(window)
+    with torch.no_grad():
+        loss = sequence_loss(model, (mean, logvar, index), loss="kl", context=2, rollout=True, pixel_frames=0,
+                             codec=codec, frames=torch.from_numpy(clips.frames))
+        on_z = prediction_loss(model.unroll(mean[:, :2], 2), mean[:, 1:], logvar[:, 1:], "kl")
+    predicted = sample_video.predict(model, codec, window.numpy(), 2, 2)[:, 2:]
+    pixels = (predicted - window[:, 2:].float() / 255).pow(2).flatten(2).sum(-1).mean()
+    assert math.isclose(float(loss), float(on_z + pixels), rel_tol=1e-5)
+    copy = (window[:, 1:2].float() - window[:, 2:].float()).div(255).pow(2).flatten(2).sum(-1).mean()
+    assert not math.isclose(float(pixels), float(copy), rel_tol=1e-3)  # the frames really moved

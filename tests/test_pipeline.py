@@ -1,6 +1,7 @@
 """The Moving MNIST stages end to end on tiny settings: what each one writes."""
 import csv
 import json
+import math
 import os
 import re
 
@@ -17,7 +18,8 @@ from data.h5 import read_frames
 from data.sequences import new_mnist_sequences
 from models import load_model
 from models.codec import load_mnist_codec
-from models.lstm import LatentLSTM, sequence_loss
+from models.losses import prediction_loss, sequence_loss
+from models.lstm import LatentLSTM
 from tests.conftest import TINY_LSTM, TINY_VAE, argv, run_script
 from utils.errors import UserError
 from utils import runtime, training
@@ -59,11 +61,12 @@ def test_lstm_checkpoint_records_its_vae_and_reloads_identically(tiny):
     assert CHECKPOINT_KEYS <= set(ckpt) and ckpt["model_kind"] == "LatentLSTM"
     assert ckpt["vae_checkpoint"] == tiny["vae"] and ckpt["data_path"] == tiny["data"]
     assert ckpt["model_args"] == dict(z_dim=128, hidden=8, layers=1, dropout=0.0, output="mean",
-                                      components=5, diffs=True, latent_shape=[2, 8, 8], flow=False)
+                                      components=5, diffs=True, latent_shape=[2, 8, 8], flow=False,
+                                      flow_prior=0.0)
     assert ckpt["settings"]["rollout"] is True and ckpt["settings"]["train_context"] == 4
     assert ckpt["settings"]["cell"] == "conv" and ckpt["settings"]["pixel_frames"] == 4
     z = torch.randn(3, 5, 128)
-    assert torch.equal(tiny["lstm_model"].eval().rollout(z, 4), load_model(ckpt).rollout(z, 4))
+    assert torch.equal(tiny["lstm_model"].eval().unroll(z, 4)["z"], load_model(ckpt).unroll(z, 4)["z"])
 
 
 @pytest.mark.parametrize("options", [dict(loss="kl"), dict(loss="mdn", components=3), dict(diffs=False),
@@ -77,7 +80,7 @@ def test_lstm_options_train(tiny, tmp_path, options):
     assert ckpt["settings"]["loss"] == options.get("loss", "mse")
     assert model.args["output"] == {"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[options.get("loss", "mse")]
     assert model.args["diffs"] == options.get("diffs", True)
-    assert all(v == v for v in ckpt["history"]["train_loss"])  # finite, not NaN
+    assert all(math.isfinite(v) for v in ckpt["history"]["train_loss"])
     sample_video.main(argv(lstm_checkpoint=path, out_dir=tmp_path, n_sequences=1, context=3, horizon=4,
                            n_eval=4, temperature=0.5))
     assert (tmp_path / "mm_sample_000.gif").exists() and (tmp_path / "metrics.json").exists()
@@ -154,7 +157,7 @@ def test_precision_auto_picks_bfloat16_only_where_the_hardware_runs_it_natively(
 def test_an_interrupted_run_resumed_by_the_same_command_continues_its_schedule(tiny, tmp_path,
                                                                               monkeypatch):
     common = dict(data_path=tiny["data"], vae_checkpoint=tiny["vae"], out_dir=tmp_path,
-                  **{**TINY_LSTM, "epochs": 3, "lr_schedule": "cosine"})
+                  **{**TINY_LSTM, "epochs": 3})
     train_lstm.main(argv(checkpoint=tmp_path / "straight.pt", **common))
     real_save = training.save_checkpoint
 
@@ -245,9 +248,9 @@ def test_dense_vae_gets_a_dense_lstm_and_refuses_a_conv_one(tiny, tmp_path):
                          **{**TINY_VAE, "latent_channels": 0, "z_dim": 8, "n_down": 4}))
     assert load_model(torch.load(vae, weights_only=True)).latent_shape is None
     common = dict(data_path=tiny["data"], vae_checkpoint=vae, out_dir=tmp_path, **TINY_LSTM)
-    model = train_lstm.main(argv(checkpoint=tmp_path / "l.pt", cell="dense", **common))
+    model = train_lstm.main(argv(checkpoint=tmp_path / "l.pt", cell="dense", layers=2, dropout=0.3, **common))
     assert model.args["latent_shape"] is None and model.args["z_dim"] == 8
-    assert model.args["layers"] == 2 and model.args["dropout"] == 0.3  # the dense cell's defaults
+    assert isinstance(model.lstm, torch.nn.LSTM) and model.lstm.num_layers == 2 and model.lstm.dropout == 0.3
     with pytest.raises(UserError, match="--cell=conv needs a spatial Z.*use --cell=dense"):
         train_lstm.main(argv(checkpoint=tmp_path / "c.pt", **common))
     assert not (tmp_path / "c.pt").exists()
@@ -274,28 +277,75 @@ def test_pixel_loss_trains_the_lstm_and_leaves_the_vae_alone(tiny):
     assert scores[0] == scores[1] and scores[0] > 0
 
 
-def test_pixel_error_scores_decoded_frames_by_likelihood_or_squared_error(tiny):
+class Oracle(LatentLSTM):
+    """An LSTM that 'predicts' the Z of frame t + 1 + shift from the window it was handed:
+    shift 0 is the true next Z, shift -1 repeats the current one (an off-by-one)."""
+
+    def __init__(self, truth, shift, **kwargs):
+        super().__init__(**kwargs)
+        self.truth, self.shift = truth, shift
+
+    def unroll(self, z, horizon, temperature=0.0, generator=None):
+        n = z.shape[1] - 1 + horizon
+        picked = self.truth[:, 1 + self.shift:1 + self.shift + n]
+        return {"mean": picked, "z": picked}
+
+
+@pytest.mark.parametrize("rollout, pixel_frames", [(True, 4), (True, 0), (False, 0)])
+def test_the_sequence_loss_scores_each_prediction_against_the_next_frame(tiny, rollout, pixel_frames):
     codec = load_mnist_codec(tiny["vae"], "cpu")
-    window = torch.from_numpy(read_frames(tiny["data"], "train", "x")[:2])  # (2, 8, 1, 64, 64)
-    target = window[:, 5]
-    z = codec.encode(window)[0][:, 4]  # codes of the frame before: an imperfect prediction
-    with torch.no_grad():
-        decoded = codec.decode_batch(z)
-        likelihood = codec.pixel_loss(z, target)
-        squared = codec.pixel_loss(z, target, squared=True)
-    truth = target.float() / 255
-    assert torch.allclose(squared, (decoded - truth).pow(2).flatten(1).sum(1).mean(), rtol=1e-5)
-    assert torch.allclose(likelihood, torch.nn.functional.binary_cross_entropy(
-        decoded.clamp(1e-7, 1 - 1e-7), truth, reduction="sum") / 2, rtol=1e-3)
-    assert squared < likelihood  # different losses, not a renamed one
-    # train_lstm.py's setting reaches the loss it trains on
-    model = LatentLSTM(z_dim=codec.z_dim, hidden=4, layers=1, latent_shape=codec.latent_shape, diffs=True).eval()
+    window = torch.from_numpy(read_frames(tiny["data"], "val", "x")[:3])  # (3, 8, 1, 64, 64)
     mean, logvar = codec.encode(window)
-    options = dict(rollout=True, context=4, pixel_frames=2, loss="mse", codec=codec, frames=window.flatten(0, 1))
-    batch = (mean, logvar, torch.arange(16).view(2, 8))
+    index = torch.arange(24).view(3, 8)
+    options = dict(loss="mse", context=4, rollout=rollout, pixel_frames=pixel_frames, codec=codec,
+                   frames=window.flatten(0, 1))
+    padded = torch.cat([mean[:, :1], mean], 1)  # shift -1 reads one step back
+    scores = {}
+    for shift, truth in ((0, mean), (-1, padded)):
+        model = Oracle(truth, shift, z_dim=codec.z_dim, hidden=4, layers=1, latent_shape=codec.latent_shape).eval()
+        with torch.no_grad():
+            scores[shift] = float(sequence_loss(model, (mean, logvar, index), **options))
+    if pixel_frames:  # the true next Z decoded: the codec's own error on frames 5..8, nothing more
+        decoded = codec.decode_batch(mean[:, 4:].flatten(0, 1))
+        truth = window[:, 4:].flatten(0, 1).float() / 255
+        assert math.isclose(scores[0], float((decoded - truth).pow(2).flatten(1).sum(1).mean()), rel_tol=1e-5)
+    else:
+        assert scores[0] == 0.0
+    assert scores[-1] > scores[0]  # an off-by-one scores worse
+
+
+def test_training_scores_the_frames_sample_video_predicts(tiny):
+    codec = load_mnist_codec(tiny["vae"], "cpu")
+    model = load_model(torch.load(tiny["lstm"], weights_only=True))
+    window = torch.from_numpy(read_frames(tiny["data"], "val", "x")[:2])  # (2, 8, 1, 64, 64)
+    mean, logvar = codec.encode(window)
     with torch.no_grad():
-        scores = {s: sequence_loss(model, batch, squared=s, **options) for s in (False, True)}
-    assert scores[True] < scores[False]
+        loss = sequence_loss(model, (mean, logvar, torch.arange(16).view(2, 8)), loss="mse", context=4,
+                             rollout=True, pixel_frames=4, codec=codec, frames=window.flatten(0, 1))
+        on_z = prediction_loss(model.unroll(mean[:, :4], 4), mean[:, 1:], None, "mse")  # steps 2..8
+        context_part = prediction_loss({"mean": model.unroll(mean[:, :4], 4)["mean"][:, :3]}, mean[:, 1:4],
+                                       None, "mse")
+    predicted = sample_video.predict(model, codec, window.numpy(), 4, 4)
+    assert predicted.shape == (2, 8, 1, 64, 64)
+    pixels = (predicted[:, 4:] - window[:, 4:].float() / 255).pow(2).flatten(2).sum(-1).mean()
+    assert math.isclose(float(loss), float(context_part + pixels), rel_tol=1e-5)
+    assert not math.isclose(float(loss), float(on_z), rel_tol=1e-3)  # the frames count, not Z alone
+
+
+def test_no_training_stage_reads_the_test_split(tiny, tmp_path):
+    import shutil
+    data = tmp_path / "no_test.h5"
+    shutil.copy(tiny["data"], data)
+    with h5py.File(data, "a") as f:
+        del f["test"]
+    train_vcae.main(argv(data_path=data, checkpoint=tmp_path / "vae.pt", out_dir=tmp_path, **TINY_VAE))
+    train_lstm.main(argv(data_path=data, vae_checkpoint=tmp_path / "vae.pt", checkpoint=tmp_path / "lstm.pt",
+                         out_dir=tmp_path, **TINY_LSTM))
+    with pytest.raises(UserError, match="has no test/frames"):
+        sample_video.main(argv(lstm_checkpoint=tmp_path / "lstm.pt", out_dir=tmp_path, n_sequences=1))
+    sample_video.main(argv(lstm_checkpoint=tmp_path / "lstm.pt", out_dir=tmp_path, n_sequences=1,
+                           context=4, horizon=4, n_eval=4, split="val"))
+    assert json.load(open(tmp_path / "metrics_val.json"))["split"] == "val"
 
 
 def test_missing_inputs_name_the_script_to_run(tmp_path):
@@ -393,7 +443,7 @@ def test_lstm_draws_new_sequences_every_epoch_and_on_resume(tiny, tmp_path, monk
     assert drawn == [(6, [1337, 2, 0]), (6, [1337, 2, 1])]
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["settings"]["new_sequences"] == 6 and ckpt["epoch"] == 2
-    assert all(v == v for v in ckpt["history"]["train_loss"])
+    assert all(math.isfinite(v) for v in ckpt["history"]["train_loss"])
     train_lstm.main(argv(**{**TINY_LSTM, **common, "epochs": 3, "resume": True}))
     assert drawn[2:] == [(6, [1337, 2, 2])]
     with pytest.raises(UserError, match="--new_sequences"):

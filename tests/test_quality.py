@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 import sample_video
-from models.lstm import LatentLSTM, mdn_nll, mdn_sample, prediction_loss
+from models.losses import mdn_nll, prediction_loss
+from models.lstm import LatentLSTM, mdn_sample
 from models.vcae import bernoulli_elbo_loss, kl_weight
 from tests.conftest import argv
 from utils.metrics import StepAverages, frame_scores, plain_convolutions
@@ -96,12 +97,16 @@ def test_unroll_feeds_back_its_own_predictions():
     torch.manual_seed(0)
     model = LatentLSTM(z_dim=3, hidden=8, layers=1, dropout=0.0).eval()
     z = torch.randn(2, 6, 3)
-    forced = model.unroll(z, context=6)["mean"]
-    rolled = model.unroll(z, context=2)["mean"]
-    assert forced.shape == rolled.shape == (2, 5, 3)
-    assert torch.allclose(forced[:, :2], rolled[:, :2])  # same while fed the truth
-    assert not torch.allclose(forced[:, 2:], rolled[:, 2:])
-    assert torch.allclose(rolled[:, 2:], model.rollout(z[:, :2], 4)[:, 1:], atol=1e-6)
+    forced = model.unroll(z[:, :5], 1)["mean"]  # teacher forcing: predictions of frames 2..6
+    rolled = model.unroll(z[:, :2], 4)
+    assert forced.shape == rolled["mean"].shape == rolled["z"].shape == (2, 5, 3)
+    assert torch.allclose(forced[:, :2], rolled["mean"][:, :2])  # same while fed the truth
+    assert not torch.allclose(forced[:, 2:], rolled["mean"][:, 2:])
+    # each step after the context is the model run on its own previous prediction
+    out, state = model(z[:, :2])
+    for t in range(2, 5):
+        out, state = model(out["mean"][:, -1:], state)
+        assert torch.allclose(out["mean"][:, 0], rolled["mean"][:, t], atol=1e-6)
     target = torch.randn(2, 5, 3)
     assert prediction_loss({"mean": target}, target, None, "mse") == 0
 
@@ -152,7 +157,7 @@ def test_conv_lstm_follows_a_shifted_input_with_shifted_predictions():
     z[..., 9:11, 9:11] = torch.randn(1, 3, 2, 2, 2)
     shifted = torch.roll(z, 1, dims=-1)
     with torch.no_grad():
-        a = model.rollout(z.flatten(2), 2).view(1, 2, 2, 20, 20)
-        b = model.rollout(shifted.flatten(2), 2).view(1, 2, 2, 20, 20)
+        a = model.unroll(z.flatten(2), 2)["z"][:, -2:].view(1, 2, 2, 20, 20)
+        b = model.unroll(shifted.flatten(2), 2)["z"][:, -2:].view(1, 2, 2, 20, 20)
     assert torch.allclose(torch.roll(a, 1, dims=-1)[..., 7:13, 7:13], b[..., 7:13, 7:13], atol=1e-6)
     assert not torch.allclose(a[..., 7:13, 7:13], b[..., 7:13, 7:13], atol=1e-3)

@@ -3,6 +3,7 @@ presets, declared ranges and defaults that follow the dataset."""
 import glob
 import importlib
 import os
+import re
 
 import pytest
 
@@ -108,7 +109,7 @@ def test_every_preset_parses_and_names_only_known_settings(preset):
         given = read_preset(preset, stem, spec, ROOT)
         cfg = parse_settings(module.__file__, vars(module), [preset])
         assert cfg.presets == [preset]
-        assert all(cfg[name] == value or isinstance(cfg[name], float) for name, value in given.items())
+        assert all(cfg[name] == (list(value) if isinstance(value, tuple) else value) for name, value in given.items())
         applied += len(given)
     assert applied > 0  # a preset that sets nothing anywhere is a mistake
 
@@ -124,12 +125,8 @@ def test_preset_scopes_order_and_errors(tmp_path):
     assert isinstance(lstm.lr, float)
     vae = parse_settings(train_vcae.__file__, vars(train_vcae), [f"--config={preset}"])
     assert (vae.precision, vae.epochs) == ("bfloat16", 3)  # the train_lstm entries stay there
-    film = parse_settings(train_lstm.__file__, vars(train_lstm), ["--dataset=film"],
-                          derived=train_lstm.follow_choices)
+    film = train_lstm.read_settings(["--dataset=film"])
     assert (film.seq_len, film.frame_skip, film.data_path) == (10, 3, "data/film.h5")
-    dense = parse_settings(train_lstm.__file__, vars(train_lstm), ["--cell=dense", "--layers=3"],
-                           derived=train_lstm.follow_choices)
-    assert (dense.hidden, dense.layers, dense.dropout) == (512, 3, 0.3)
     bad = {"unknown.py": ("epochz = 3\n", "no stage script has a setting 'epochz' (did you mean epochs?)"),
            "scoped.py": ("train_vcae = dict(hidden=3)\n", "train_vcae.py has no setting 'hidden'"),
            "typed.py": ("epochs = 'many'\n", "epochs = 'many' should be an int"),
@@ -164,13 +161,12 @@ def test_ranges_declared_beside_each_setting_are_checked(args, message):
 def test_help_shows_real_values_and_marks_those_that_follow_the_dataset(capsys):
     import train_lstm
     with pytest.raises(SystemExit):
-        parse_settings(train_lstm.__file__, vars(train_lstm), ["--dataset=film", "--help"],
-                       derived=train_lstm.follow_choices)
+        train_lstm.read_settings(["--dataset=film", "--help"])
     out = capsys.readouterr().out
     assert "--seq_len=10" in out and "--frame_skip=3" in out and "--hidden=" in out
-    assert "=0 " not in out.replace("--train_sequences=0 ", "").replace("--new_sequences=0 ", "") \
-        .replace("--dropout=0.0 ", "")
-    assert "* frames per training window" in out
+    assert "--warp=True " in out and "--data_path='data/film.h5' " in out  # the film's values, not the script's
+    assert "* frames per training window" in out and "* the dataset" in out
+    assert "* loss curves go here" not in out  # what does not follow the dataset is not marked
 
 
 def test_list_values_split_at_commas_unless_escaped_and_are_never_empty(script):
@@ -181,20 +177,41 @@ def test_list_values_split_at_commas_unless_escaped_and_are_never_empty(script):
         parse_settings(path, g, ["--video="])
 
 
-def test_lstm_epochs_and_learning_rate_follow_the_dataset_unless_given():
+def test_lstm_defaults_follow_the_dataset_record_unless_given():
     import train_lstm
-
-    def parse(*args):
-        return parse_settings(train_lstm.__file__, vars(train_lstm), list(args), derived=train_lstm.follow_choices)
-    mnist, film = parse(), parse("--dataset=film")
-    assert (mnist.epochs, mnist.lr) == (7, 4e-3) and (film.epochs, film.lr) == (8, 2e-3)
-    assert (mnist.weight_decay, film.weight_decay) == (0.1, 0.0)
-    given = parse("--dataset=film", "--lr=1e-3", "--epochs=3")
+    from data.branches import BRANCHES
+    parse = train_lstm.read_settings
+    for name in ("mnist", "film"):  # every value in the record reaches the script, and only there
+        cfg = parse([f"--dataset={name}"])
+        record = BRANCHES[name].lstm_defaults()
+        assert {k: cfg[k] for k in record} == record
+    given = parse(["--dataset=film", "--lr=1e-3", "--epochs=3"])
     assert (given.epochs, given.lr) == (3, 1e-3)
     # a preset's value wins over the dataset's default too
-    assert parse("config/mm_long.py").lr == 2e-3 and parse("config/film.py").epochs == 2
-    # the longer preset trains with weight decay; its published run without it overrides it
-    assert parse("config/mm_long.py").weight_decay == 0.1
-    assert parse("config/mm_long.py", "--weight_decay=0").weight_decay == 0
-    # Moving Fashion-MNIST's row was measured with plain Adam, and film trains with it
-    assert parse("config/fashion.py").weight_decay == 0 and parse("config/film.py").weight_decay == 0
+    assert parse(["config/mm_long.py"]).lr == 2e-3
+    assert parse(["config/mm_long.py", "--weight_decay=0"]).weight_decay == 0
+    # the film preset is the film branch: --dataset=film trains the same model
+    assert dict(parse(["config/film.py"])) == dict(parse(["--dataset=film"]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset=film", "--cell=dense"], "--warp predicts flows on a spatial Z"),
+    (["--dataset=film", "--skip=true"], "--skip decodes predicted Z, which --warp does not"),
+    (["--dataset=film", "--pixel_frames=2"], "leave --pixel_frames out with --warp"),
+    (["--flow_prior=0.3"], "use it with --warp=true"),
+    (["--dataset=film", "--train_context=1"], "--train_context of 2 or more"),
+    (["--components=3"], "--components sizes the mixture of --loss=mdn, not --loss=mse"),
+    (["--dataset=film", "--new_sequences=10"], "use it with --dataset=mnist"),
+    (["--train_context=20"], "must be below --seq_len 20"),
+])
+def test_settings_that_would_do_nothing_are_an_error_before_any_work(args, message):
+    import train_lstm
+    with pytest.raises(UserError, match=re.escape(message)):
+        train_lstm.read_settings(args)
+    train_lstm.read_settings(["--loss=mdn", "--components=3"])  # where it does something, it is fine
+
+
+def test_setting_comments_are_short_and_hold_no_scores():
+    for stem in STAGES:
+        for name, comment in read_script_settings(importlib.import_module(stem).__file__).items():
+            assert len(comment) <= 110, f"{stem}.{name}: {len(comment)} characters"

@@ -50,7 +50,7 @@ from data.video import bundled_clips
 from data.h5 import read_frames
 from models.checkpoints import load_checkpoint, load_model
 from models.codec import load_mnist_codec
-from models.lstm import sequence_loss
+from models.losses import sequence_loss
 from models.vcae import vae_loss
 from models.film import pixel_mse
 from utils.runtime import autocast, pick_precision
@@ -104,7 +104,7 @@ def bench_generation(folder):
                  for _ in range(3))
     t_script, _ = timed(moving_mnist.main, [f"--out_path={folder}/gen.h5", "--download=false",
                                             f"--mnist_dir={folder}/none", f"--n_train={n_fast}",
-                                            "--n_test=0", "--preview_path="])
+                                            "--n_val=0", "--n_test=0", "--preview_path="])
     return (n_fast / t_fast) / (n_naive / t_naive), {
         "naive_sequences_per_second": n_naive / t_naive, "sequences_per_second": n_fast / t_fast,
         "whole_script_sequences_per_second": n_fast / t_script}
@@ -181,7 +181,7 @@ def float_batches(tensor, batch_size, scale, shift=0.0):
 def bench_training(folder, results, models):
     mm = f"{folder}/mm.h5"
     moving_mnist.main([f"--out_path={mm}", "--download=false", f"--mnist_dir={folder}/none",
-                       "--n_train=1000", "--n_test=100", "--preview_path="])
+                       "--n_train=1000", "--n_val=100", "--n_test=100", "--preview_path="])
     out = f"{folder}/out"
     # Moving MNIST VAE: 8000 frames, three epochs (the faster of the last two counts)
     n = 8000
@@ -316,8 +316,7 @@ def bench_film_memory(folder, lengths=(1000, 4000), max_frames=512):
                 "train_cae.py": common + [f"--checkpoint={d}/cae_checkpoint.pt"],
                 "train_deconv.py": common + [cae, f"--checkpoint={d}/deconv_checkpoint.pt"],
                 "train_vae_on_convs.py": common + [cae, deconv, f"--checkpoint={d}/vae_checkpoint.pt"],
-                "train_lstm.py": common + ["--dataset=film", vae, f"--checkpoint={d}/lstm_checkpoint.pt",
-                                           "--film_crops=1"],
+                "train_lstm.py": common + ["--dataset=film", vae, f"--checkpoint={d}/lstm_checkpoint.pt"],
                 "sample_video.py": ["--dataset=film", lstm, f"--out_dir={d}", "--n_sequences=2",
                                     "--n_eval=100", f"--max_frames={max_frames}"]}
         for script, args in runs.items():

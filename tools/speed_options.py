@@ -16,7 +16,8 @@ import torch
 
 import train_vcae
 from models.codec import VAECodec
-from models.lstm import LatentLSTM, sequence_loss
+from models.losses import sequence_loss
+from models.lstm import LatentLSTM
 from models.vcae import ConvVAE, vae_loss
 from utils.runtime import autocast, to_channels_last
 

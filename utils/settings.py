@@ -45,9 +45,11 @@ INTERVAL = re.compile(rf"([\[(])\s*({NUMBER})\s*,\s*({NUMBER})\s*([\])])\s*$")
 class Settings(dict):
     """A dict of setting name -> value, also readable and writable as attributes (``cfg.lr``).
 
-    ``presets`` (an attribute, not a setting) lists the preset files that were applied."""
+    ``presets`` (an attribute, not a setting) lists the preset files that were applied;
+    ``given``, the names a preset or the shell set (the rest hold their defaults)."""
 
     presets = ()
+    given = frozenset()
 
     def __getattr__(self, name):
         try:
@@ -56,7 +58,7 @@ class Settings(dict):
             raise AttributeError(name) from None
 
     def __setattr__(self, name, value):
-        if name == "presets":
+        if name in ("presets", "given"):
             object.__setattr__(self, name, value)
         else:
             self[name] = value
@@ -257,9 +259,9 @@ def parse_settings(script_path, module_globals, argv=None, choices=None, derived
         argv: shell arguments (``None`` means ``sys.argv[1:]``): preset files first
             (``config/x.py`` or ``--config=config/x.py``), then ``--name=value``.
         choices: optional {name: allowed values} for settings with a fixed set.
-        derived: optional function(settings) -> {name: value}: defaults that follow other
-            settings (e.g. a dataset's own sequence length); applied to every name the
-            presets and the shell left alone.
+        derived: optional function(settings) -> {name: value}: defaults that follow a
+            choice (e.g. the dataset's own sequence length, from its record in
+            data/branches.py); applied once, to every name the presets and the shell left alone.
     Returns:
         Settings with every setting's value; ``.presets`` lists the presets applied.
     Raises:
@@ -332,17 +334,14 @@ def parse_settings(script_path, module_globals, argv=None, choices=None, derived
         from_shell.add(name)
         i += 1
     check_choices(cfg, choices)  # before the derived defaults, which look choices up
+    # defaults that follow a choice (the dataset's record): one pass, they follow nothing else
     derived_names = set()
-    for _ in range(3 if derived else 0):  # a derived default may follow another one
-        changed = False
-        for name, value in derived(cfg).items():
-            if name not in given:
-                changed |= cfg[name] != value
-                cfg[name] = value
-                derived_names.add(name)
-        if not changed:
-            break
+    for name, value in (derived(cfg) if derived else {}).items():
+        if name not in given:
+            cfg[name] = value
+            derived_names.add(name)
     cfg.presets = list(presets)
+    cfg.given = frozenset(given)
     if want_help:
         print(format_help(script, spec, cfg, derived_names, presets))
         raise SystemExit(0)

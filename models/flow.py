@@ -1,0 +1,81 @@
+"""Moving frames by flows on a coarse grid: warping, block-matched motion, and the motion
+prior the film branch's predictions start from.
+
+A flow is given in pixels, x then y, on Z's grid (B, 2, h, w) and upsampled bilinearly to
+the frame: each pixel p of the moved frame takes the value at p + flow(p).
+"""
+import torch
+import torch.nn.functional as F
+
+
+def warp(frames, flow):
+    """Frames (B, C, H, W) moved by ``flow`` (B, 2, h, w): each pixel p takes the value at
+    p + flow(p) (x, then y, in pixels; bilinear), the flow given on a coarser grid (Z's)
+    and upsampled bilinearly. Pixels fetched from beyond the edge repeat the edge."""
+    b, _, height, width = frames.shape
+    flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=frames.dtype, device=frames.device),
+                            torch.arange(width, dtype=frames.dtype, device=frames.device), indexing="ij")
+    grid = torch.stack([(xs + flow[:, 0] + 0.5) * (2.0 / width) - 1.0,
+                        (ys + flow[:, 1] + 0.5) * (2.0 / height) - 1.0], dim=-1)
+    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@torch.no_grad()
+def block_motion(prev, last, radius=6, box=9, grid=None, subpixel=False, chunk=32):
+    """How far the content of ``last`` (B, C, H, W) moved since ``prev``, per pixel, by
+    block matching: the shift d (x, y in pixels, |d| <= ``radius``) for which ``prev`` at
+    p + d looks most like ``last`` at p, in grey over a ``box`` x ``box`` window, then
+    averaged over such a window (and, with ``grid`` (h, w), over each cell of that grid).
+    ``subpixel``: the whole-pixel best shift is refined, along x and along y, to the
+    minimum of the parabola through its cost and its two neighbours' (at most half a
+    pixel either way); otherwise whole pixels. In warp's convention (B, 2, H, W) or
+    (B, 2, h, w): the same motion once more gives the next frame as warp(last, d). Works
+    on ``chunk`` frames at a time (its costs take chunk x (2 radius + 1)^2 x H x W floats)."""
+    if len(last) > chunk:
+        return torch.cat([block_motion(p, q, radius, box, grid, subpixel, chunk)
+                          for p, q in zip(prev.split(chunk), last.split(chunk))])
+    grey_prev, grey_last = prev.mean(1, keepdim=True), last.mean(1, keepdim=True)
+    height, width = last.shape[-2:]
+    padded = F.pad(grey_prev, (radius,) * 4, mode="replicate")
+    side = 2 * radius + 1
+    costs = torch.stack([
+        F.avg_pool2d((padded[..., radius + dy:radius + dy + height, radius + dx:radius + dx + width]
+                      - grey_last).abs(), box, stride=1, padding=box // 2, count_include_pad=False)[:, 0]
+        + 1e-4 * (dx * dx + dy * dy)  # ties: the shorter
+        for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)], dim=1)
+    best = costs.argmin(1, keepdim=True)  # the first of equal costs, dy then dx ascending
+    row, col = best // side, best % side
+    motion = torch.cat([col, row], dim=1).to(last.dtype) - radius
+    if subpixel:
+        def cost(r, c):
+            return costs.gather(1, r.clamp(0, side - 1) * side + c.clamp(0, side - 1))
+
+        centre = cost(row, col)
+        for axis, (before, after, inside) in enumerate((
+                (cost(row, col - 1), cost(row, col + 1), (col > 0) & (col < side - 1)),
+                (cost(row - 1, col), cost(row + 1, col), (row > 0) & (row < side - 1)))):
+            curve = before - 2 * centre + after
+            shift = 0.5 * (before - after) / curve.clamp_min(1e-12)
+            motion[:, axis:axis + 1] += torch.where(inside & (curve > 1e-12), shift.clamp(-0.5, 0.5), 0.0)
+    motion = F.avg_pool2d(motion, box, stride=1, padding=box // 2, count_include_pad=False)
+    return motion if grid is None else F.adaptive_avg_pool2d(motion, tuple(grid))
+
+
+def warp_rollout(last, flows):
+    """The frames after ``last`` (B, C, H, W): each is ``last`` moved by the sum of the
+    flows ``flows`` (B, T, 2, h, w) up to its step, resampled once (resampling each frame
+    from the one before would blur a little more with every step): (B, T, C, H, W)."""
+    total, out = torch.zeros_like(flows[:, 0]), []
+    for t in range(flows.shape[1]):
+        total = total + flows[:, t]
+        out.append(warp(last, total))
+    return torch.stack(out, dim=1)
+
+
+def with_prior(flows, motion, fraction):
+    """Each step's flow ``flows`` (B, T, 2, h, w) plus ``fraction`` of ``motion`` (B, 2, h, w),
+    the block-matched motion between the last two context frames: constant velocity at that
+    share, which a predictor adds its own corrections to; ``flows`` itself when 0. The sum
+    keeps ``flows``' dtype (bfloat16 under autocast)."""
+    return flows + (fraction * motion.unsqueeze(1)).to(flows.dtype) if fraction else flows
