@@ -18,6 +18,7 @@ from data.branches import BRANCHES
 from data.sequences import window_clips, windows
 from data.video import read_window
 from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
+from models.flow import constant_velocity, oracle_warp
 from models.predict import predict_window
 from utils.errors import UserError, run_cli
 from utils.images import prediction_panels, save_gif, save_grid
@@ -51,6 +52,7 @@ seed = 1337  # seeds anything random in sampling
 # -----------------------------------------------------------------------------
 
 BASELINES = ("copy_last", "mean_frame", "last_reconstruction", "autoencoder")
+MOTION_BASELINES = ("constant_velocity", "oracle_warp")  # for models that move the last frame
 
 
 def predict(model, codec, sequences, context, horizon, temperature=0.0, skip=False):
@@ -82,11 +84,18 @@ def score(model, codec, frames, groups, context, horizon, mean_frame, batch_size
     Baselines: copy_last (the last context frame, repeated), mean_frame (the mean training
     frame), last_reconstruction (the last context frame through encode -> decode,
     repeated: what a model that learned no motion would give) and autoencoder (the true
-    future frames through encode -> decode: the ceiling of any prediction in Z).
-    Returns {group or "all": {method: {metric: [per step]}}, ...}."""
+    future frames through encode -> decode: the ceiling of any prediction in Z); for a model
+    that moves the last frame, also constant_velocity (its flow prior alone, at its share,
+    or the whole motion where it has none, on Z's grid) and oracle_warp (the last frame
+    warped by the motion measured against the true future: the headroom of warping).
+    Returns ({group or "all": {method: {metric: [per step]}}, ...}, {method: MSE per window,
+    averaged over its steps})."""
     names = ["all"] + sorted(set(groups))
-    acc = {g: {m: StepAverages() for m in ("model",) + BASELINES} for g in names}
+    methods = ("model",) + BASELINES + (MOTION_BASELINES if model.flow else ())
+    acc = {g: {m: StepAverages() for m in methods} for g in names}
+    errors = {m: [] for m in methods}
     groups = np.asarray(groups)
+    grid = tuple(codec.latent_shape[1:]) if codec.latent_shape else None
     for s in range(0, len(frames), batch_size):
         window = frames[s:s + batch_size]
         truth = torch.from_numpy(window[:, context:]).float() / 255.0
@@ -99,24 +108,53 @@ def score(model, codec, frames, groups, context, horizon, mean_frame, batch_size
             "last_reconstruction": codec.decode(last_z).expand_as(truth),
             "autoencoder": codec.decode(codec.encode(window[:, context:])[0]),
         }
+        if model.flow:
+            prev = torch.from_numpy(window[:, context - 2]).float() / 255.0
+            outputs["constant_velocity"] = constant_velocity(prev, last[:, 0], horizon, model.flow_prior or 1.0,
+                                                             grid)
+            outputs["oracle_warp"] = oracle_warp(last[:, 0], truth, grid)
+        for method, out in outputs.items():
+            errors[method] += (out - truth).pow(2).flatten(2).sum(-1).mean(1).tolist()
         for g in names:
             rows = np.ones(len(window), bool) if g == "all" else groups[s:s + batch_size] == g
             if rows.any():
                 for method, out in outputs.items():
                     acc[g][method].add(out[rows], truth[rows])
-    return {g: {m: a.result() for m, a in methods.items()} for g, methods in acc.items()}
+    return {g: {m: a.result() for m, a in methods.items()} for g, methods in acc.items()}, errors
 
 
-def held_out_windows(clips, data_path, steps, frame_skip, first, count, split="test"):
+def held_out_windows(clips, data_path, steps, frame_skip, first, count, split="test", n_crops=1):
     """Windows of ``steps`` frames ``frame_skip`` apart from the ``split`` ``clips`` (read
-    from ``data_path``): uint8 (count, steps, C, H, W) and the name of the clip each one
-    comes from. Every start counts (windows overlap), first window of each clip first."""
+    from ``data_path``, ``n_crops`` crops of each frame as consecutive clips): uint8
+    (count, steps, C, H, W), the name of the clip each one comes from, and which distinct
+    window it is (the same for every crop of it). Every start counts (windows overlap),
+    first window of each clip first."""
     index = windows(clips.lengths, clips.cuts, steps, frame_skip)[first:first + count]
     if len(index) == 0:
         raise UserError(f"no {split} window of {steps} frames {frame_skip} apart (after skipping "
                         f"{first}) in {data_path}: lower --context or --horizon")
-    names = [clips.names[c] for c in window_clips(clips.lengths, index)]
-    return clips.frames[index.numpy()], names
+    clip = window_clips(clips.lengths, index)
+    starts = np.concatenate([[0], np.cumsum(clips.lengths)])[clip]
+    distinct = [(c // n_crops, int(s)) for c, s in zip(clip, index[:, 0].numpy() - starts)]
+    return clips.frames[index.numpy()], [clips.names[c] for c in clip], distinct
+
+
+def ratio_intervals(errors, distinct, reference="copy_last", draws=1000, seed=0):
+    """Each method's mean MSE over ``reference``'s, with a 95% bootstrap interval that
+    resamples distinct windows (all crops of a window together). ``errors``: {method: MSE
+    per window, averaged over its steps}; ``distinct``: which distinct window each is."""
+    keys = sorted(set(distinct))
+    rows = np.asarray([keys.index(k) for k in distinct])
+    sums = {m: np.bincount(rows, weights=np.asarray(e), minlength=len(keys)) for m, e in errors.items()}
+    picks = np.random.default_rng(seed).integers(0, len(keys), (draws, len(keys)))
+    out = {}
+    for method, total in sums.items():
+        if method == reference:
+            continue
+        ratios = total[picks].sum(1) / sums[reference][picks].sum(1)
+        out[method] = {"ratio": float(total.sum() / sums[reference].sum()),
+                       "interval": [float(q) for q in np.percentile(ratios, [2.5, 97.5])]}
+    return {"reference": reference, "distinct_windows": len(keys), **out}
 
 
 def write_samples(cfg, prefix, truth, predicted, context):
@@ -176,9 +214,9 @@ def main(argv=None):
     codec = branch.load_codec(vae_checkpoint, dev)
     check_lineage(lstm_ckpt, cfg.lstm_checkpoint, "vae_checkpoint", vae_checkpoint, "train_lstm.py")
     model = load_model(lstm_ckpt, dev)
-    if model.flow_prior and context < 2:
-        raise UserError(f"{cfg.lstm_checkpoint} uses the motion between the last two context frames: "
-                        "use --context=2 or more")
+    if model.flow and context < 2:
+        raise UserError(f"{cfg.lstm_checkpoint} moves the last frame, scored beside the motion between the "
+                        "last two context frames: use --context=2 or more")
     if cfg.video:
         continue_video(cfg, model, codec, frame_skip, skip)
         return
@@ -186,17 +224,19 @@ def main(argv=None):
     # read once, for both uses
     clips = branch.read_clips(data_path, cfg.split, n_crops=cfg.eval_crops, max_frames=cfg.max_frames)
     if cfg.n_eval > 0:
-        frames, groups = held_out_windows(clips, data_path, context + horizon, frame_skip, 0, cfg.n_eval,
-                                          cfg.split)
-        scores = score(model, codec, frames, groups, context, horizon,
-                       mean_training_frame(branch, data_path, cfg.max_frames), cfg.eval_batch, cfg.temperature, skip)
+        frames, groups, distinct = held_out_windows(clips, data_path, context + horizon, frame_skip, 0,
+                                                    cfg.n_eval, cfg.split, cfg.eval_crops)
+        scores, errors = score(model, codec, frames, groups, context, horizon,
+                               mean_training_frame(branch, data_path, cfg.max_frames), cfg.eval_batch,
+                               cfg.temperature, skip)
         overall = scores.pop("all")
         report = {"split": cfg.split, "context": context, "horizon": horizon, "n_sequences": len(frames),
                   "frame_skip": frame_skip, "eval_crops": cfg.eval_crops, "skip": skip,
                   "model": overall.pop("model"), "baselines": overall, "dataset": cfg.dataset,
                   "lstm_checkpoint": cfg.lstm_checkpoint,
                   "per_source": {g: {"windows": groups.count(g), **s} for g, s in scores.items()}
-                  if len(scores) > 1 else {}}
+                  if len(scores) > 1 else {},
+                  "mse_ratios": ratio_intervals(errors, distinct)}
         path = write_report(cfg.out_dir, metrics_name, report)
         base = report["baselines"]
         print(f"scored {len(frames)} {cfg.split} windows ({context} in, {horizon} predicted, frame skip "
@@ -206,13 +246,17 @@ def main(argv=None):
               f"autoencoder {np.mean(base['autoencoder']['mse']):.1f}); SSIM "
               f"{np.mean(report['model']['ssim']):.3f} (copy last {np.mean(base['copy_last']['ssim']):.3f}); "
               f"wrote {path}")
+        ratios = report["mse_ratios"]
+        print(f"  MSE over copy last's, 95% bootstrap interval over {ratios['distinct_windows']} distinct windows: "
+              + "; ".join(f"{m} {r['ratio']:.3f} ({r['interval'][0]:.3f}-{r['interval'][1]:.3f})"
+                          for m, r in ratios.items() if m in ("model",) + MOTION_BASELINES))
         for g, s in report["per_source"].items():
             print(f"  {g}: {s['windows']} windows, MSE {np.mean(s['model']['mse']):.1f} (copy last "
                   f"{np.mean(s['copy_last']['mse']):.1f}), SSIM {np.mean(s['model']['ssim']):.3f} "
                   f"(copy last {np.mean(s['copy_last']['ssim']):.3f})")
 
-    test, _ = held_out_windows(clips, data_path, context + horizon, frame_skip, cfg.first_sequence,
-                               cfg.n_sequences, cfg.split)
+    test = held_out_windows(clips, data_path, context + horizon, frame_skip, cfg.first_sequence,
+                            cfg.n_sequences, cfg.split)[0]
     predicted = predict(model, codec, test, context, horizon, cfg.temperature, skip)
     write_samples(cfg, prefix, torch.from_numpy(test).float() / 255.0, predicted, context)
     print(f"wrote {len(test)} GIFs and PNG strips to {cfg.out_dir}/ ({prefix}_*.gif, *.png)")

@@ -79,3 +79,24 @@ def with_prior(flows, motion, fraction):
     share, which a predictor adds its own corrections to; ``flows`` itself when 0. The sum
     keeps ``flows``' dtype (bfloat16 under autocast)."""
     return flows + (fraction * motion.unsqueeze(1)).to(flows.dtype) if fraction else flows
+
+
+@torch.no_grad()
+def constant_velocity(prev, last, steps, fraction, grid):
+    """The frames after ``last`` (B, C, H, W) if it goes on moving by ``fraction`` of the
+    motion block matching finds from ``prev`` to it (sub-pixel, on ``grid``) at every step:
+    the flow prior alone, no training. (B, steps, C, H, W) in [0, 1]."""
+    motion = block_motion(prev, last, grid=grid, subpixel=True)
+    still = motion.new_zeros((len(last), steps, 2) + tuple(motion.shape[-2:]))
+    return warp_rollout(last, with_prior(still, motion, fraction)).clamp(0.0, 1.0)
+
+
+@torch.no_grad()
+def oracle_warp(last, future, grid):
+    """``last`` (B, C, H, W) warped towards each true future frame (B, T, C, H, W) by the
+    motion block matching measures between them (sub-pixel, on ``grid``): about the best a
+    warp of the last frame on that grid can do, knowing the future. (B, T, C, H, W)."""
+    b, t = future.shape[:2]
+    repeated = last.repeat_interleave(t, 0)
+    motion = block_motion(repeated, future.flatten(0, 1), grid=grid, subpixel=True)
+    return warp(repeated, motion).clamp(0.0, 1.0).view(future.shape)

@@ -216,8 +216,18 @@ def test_film_report_scores_baselines_per_source_file(film, tmp_path):
     sample_video.main(argv(dataset="film", lstm_checkpoint=film["lstm"], out_dir=tmp_path,
                            n_sequences=1, context=2, horizon=2, eval_crops=2))
     report = json.load(open(tmp_path / "film_metrics.json"))
-    assert set(report["baselines"]) == {"copy_last", "mean_frame", "last_reconstruction", "autoencoder"}
+    assert set(report["baselines"]) == {"copy_last", "mean_frame", "last_reconstruction", "autoencoder",
+                                        "constant_velocity", "oracle_warp"}
     assert set(report["per_source"]) == {"a.mp4", "b.mp4"} and report["eval_crops"] == 2
+    # ratios to copy-last, each inside its bootstrap interval, resampled over distinct windows (not crops)
+    ratios = report["mse_ratios"]
+    assert ratios["distinct_windows"] * 2 == report["n_sequences"]  # two crops of each window
+    mse = {"model": np.mean(report["model"]["mse"]), **{m: np.mean(v["mse"]) for m, v in report["baselines"].items()}}
+    for method in ("model", "constant_velocity", "oracle_warp"):
+        low, high = ratios[method]["interval"]
+        assert low <= ratios[method]["ratio"] <= high
+        assert math.isclose(ratios[method]["ratio"], mse[method] / mse["copy_last"], rel_tol=1e-6)
+    assert ratios["oracle_warp"]["ratio"] < 1  # a warp that knows the future beats a still frame
     assert sum(s["windows"] for s in report["per_source"].values()) == report["n_sequences"] > 0
     assert all(len(s["model"]["mse"]) == 2 for s in report["per_source"].values())
     # the film's training blocks score the same way, into a report of their own
@@ -495,3 +505,18 @@ def test_film_training_scores_the_moved_frames_sample_video_predicts(film):
     assert math.isclose(float(loss), float(on_z + pixels), rel_tol=1e-5)
     copy = (window[:, 1:2].float() - window[:, 2:].float()).div(255).pow(2).flatten(2).sum(-1).mean()
     assert not math.isclose(float(pixels), float(copy), rel_tol=1e-3)  # the frames really moved
+
+
+def test_constant_velocity_and_oracle_warp_on_a_known_shift():
+    from models.flow import constant_velocity, oracle_warp
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 48, 120), 5, stride=1)  # (2, 3, 44, 116)
+    crop = lambda t: smooth[..., 4:36, 30 + 3 * t:62 + 3 * t]  # the picture moves 3 px left a frame
+    prev, last, future = crop(0), crop(1), torch.stack([crop(2), crop(3)], 1)
+    inner = (..., slice(8, -8), slice(8, -8))  # away from the edges, where nothing matches
+    error = lambda frames: float((frames[inner] - future[inner]).pow(2).mean())
+    still = error(last[:, None].expand(-1, 2, -1, -1, -1))
+    assert error(constant_velocity(prev, last, 2, 1.0, (4, 4))) < 0.01 * still  # the motion, again each step
+    assert error(constant_velocity(prev, last, 2, 0.5, (4, 4))) > 0.1 * still  # half of it falls short
+    assert torch.equal(constant_velocity(prev, last, 2, 0.0, (4, 4)), last[:, None].expand(-1, 2, -1, -1, -1))
+    assert error(oracle_warp(last, future, (4, 4))) < 0.01 * still

@@ -86,15 +86,18 @@ def test_lstm_options_train(tiny, tmp_path, options):
     assert (tmp_path / "mm_sample_000.gif").exists() and (tmp_path / "metrics.json").exists()
 
 
-def test_moving_mnist_trains_with_weight_decay_by_default_and_zero_turns_it_off(tiny, tmp_path):
+def test_weight_decay_reaches_adamw_and_zero_is_plain_adam(tiny, tmp_path):
+    from data.branches import BRANCHES
     def train(name, **options):
         return train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=tiny["vae"],
                                     checkpoint=tmp_path / f"{name}.pt", out_dir=tmp_path,
                                     **{**TINY_LSTM, **options}))
-    default, tenth = train("default"), train("tenth", weight_decay=0.1)
+    record = BRANCHES["mnist"].weight_decay
+    assert record > 0  # the branch's default decays
+    default, tenth = train("default"), train("tenth", weight_decay=record)
     plain, decayed = train("plain", weight_decay=0.0), train("decayed", weight_decay=20.0)
     saved = lambda name: torch.load(tmp_path / f"{name}.pt", weights_only=True)
-    assert saved("default")["settings"]["weight_decay"] == 0.1
+    assert saved("default")["settings"]["weight_decay"] == record
     assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), tenth.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), plain.state_dict().values()))
     norm = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()]).norm()

@@ -11,7 +11,7 @@ import torch
 
 from data.branches import BRANCHES
 from data.sequences import windows
-from models.flow import block_motion, warp_rollout, with_prior
+from models.flow import constant_velocity
 from utils.errors import run_cli
 from utils.settings import parse_settings
 
@@ -37,10 +37,8 @@ def main(argv=None):
         frames = torch.from_numpy(clips.frames[index[s:s + cfg.batch].numpy()]).float() / 255.0
         last, future = frames[:, cfg.context - 1], frames[:, cfg.context:]
         copy += float((last.unsqueeze(1) - future).pow(2).flatten(2).sum(-1).mean(1).sum())
-        motion = block_motion(frames[:, cfg.context - 2], last, grid=(cfg.grid, cfg.grid), subpixel=True)
-        still = torch.zeros(len(last), cfg.horizon, 2, cfg.grid, cfg.grid)
         for f in cfg.fractions:
-            moved = warp_rollout(last, with_prior(still, motion, f)).clamp(0.0, 1.0)
+            moved = constant_velocity(frames[:, cfg.context - 2], last, cfg.horizon, f, (cfg.grid, cfg.grid))
             totals[f] += float((moved - future).pow(2).flatten(2).sum(-1).mean(1).sum())
     n = len(index)
     print(f"{n} {cfg.split} windows of {cfg.data_path} ({cfg.context} in, {cfg.horizon} predicted, "

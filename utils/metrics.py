@@ -104,7 +104,7 @@ def plot_report(path, methods, report):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{report['context']} frames in, {report['horizon']} predicted, "
-                 f"{report['n_sequences']} test sequences")
+                 f"{report['n_sequences']} {report.get('split', 'test')} windows")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
