@@ -16,12 +16,12 @@ import torch
 
 from data.branches import BRANCHES
 from data.sequences import window_clips, windows
-from data.video import read_window
+from data.video import open_video, read_window
 from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
 from models.flow import constant_velocity, oracle_warp
-from models.predict import predict_window
+from models.predict import predict_full_size, predict_window
 from utils.errors import UserError, run_cli
-from utils.images import prediction_panels, save_gif, save_grid
+from utils.images import prediction_panels, save_gif, save_grid, save_mp4
 from utils.metrics import StepAverages, frame_scores, write_report
 from utils.runtime import check_outputs, pick_device, seed_everything
 from utils.settings import parse_settings
@@ -45,6 +45,7 @@ eval_batch = 250  # windows per batch while scoring [1, inf)
 max_frames = 20000  # film: frames of a split read at once; a longer film is scored on evenly spaced blocks; 0 = all [0, inf)
 video = ""  # a video file to continue instead of the test windows (see video_start)
 video_start = -1  # its first context frame; -1 = the last frames of the file (nothing to score) [-1, inf)
+short_side = 0  # --video, film: predict at the file's own size, short side capped at this; 0 = no cap [0, inf)
 frames_per_second = 4  # GIF speed (0, inf)
 gif_scale = 2  # GIF pixels per frame pixel [1, inf)
 device = "auto"  # auto = cuda, then mps, else cpu
@@ -169,26 +170,56 @@ def write_samples(cfg, prefix, truth, predicted, context):
 
 
 def continue_video(cfg, model, codec, frame_skip, skip):
-    """Predict the continuation of ``cfg.video``; score it where the file has the frames."""
+    """Predict the continuation of ``cfg.video``; score it where the file has the frames.
+    A model that moves the last frame predicts at the file's own size (short side capped
+    at ``cfg.short_side``) and writes an MP4 too; others predict the centre crop at their
+    own size."""
     channels, size = codec.frame_shape[0], codec.frame_shape[-1]
-    frames = read_window(cfg.video, cfg.video_start, cfg.context, cfg.horizon, frame_skip, size)
-    if channels == 1:
-        frames = np.round(frames.mean(1, keepdims=True)).astype(np.uint8)
-    available = len(frames)
-    predicted = predict(model, codec, frames[None, :cfg.context], cfg.context, cfg.horizon,
-                        cfg.temperature, skip)
-    truth = torch.zeros_like(predicted)  # black where the file has no frame to show
-    truth[0, :available] = torch.from_numpy(frames).float() / 255.0
     stem = os.path.splitext(os.path.basename(cfg.video))[0]
-    write_samples(cfg, f"{stem}_continued", truth, predicted, cfg.context)
-    print(f"wrote {cfg.out_dir}/{stem}_continued_{cfg.first_sequence:03d}.gif and .png "
-          f"({cfg.context} frames of {cfg.video} every {frame_skip}, {cfg.horizon} predicted)")
-    if available == cfg.context + cfg.horizon:
-        future = truth[:, cfg.context:]
-        ours = frame_scores(predicted[:, cfg.context:], future)
-        copy = frame_scores(truth[:, cfg.context - 1:cfg.context].expand_as(future), future)
-        print(f"against the file's own frames: MSE per frame {ours['mse'].mean():.1f} (copy last "
-              f"{copy['mse'].mean():.1f}), SSIM {ours['ssim'].mean():.3f} (copy last {copy['ssim'].mean():.3f})")
+    if not model.flow:
+        frames = read_window(cfg.video, cfg.video_start, cfg.context, cfg.horizon, frame_skip, size)
+        if channels == 1:
+            frames = np.round(frames.mean(1, keepdims=True)).astype(np.uint8)
+        predicted = predict(model, codec, frames[None, :cfg.context], cfg.context, cfg.horizon,
+                            cfg.temperature, skip)[0, cfg.context:]
+        steady = None
+    else:
+        with open_video(cfg.video) as container:
+            native = min(container.streams.video[0].codec_context.width, container.streams.video[0].codec_context.height)
+        frames = read_window(cfg.video, cfg.video_start, cfg.context, cfg.horizon, frame_skip,
+                             min(native, cfg.short_side or native), crop=False)
+        predicted, steady = predict_full_size(model, codec, frames[:cfg.context], cfg.horizon)
+    seen = torch.from_numpy(frames).float() / 255.0
+    truth = torch.zeros((cfg.context + cfg.horizon,) + seen.shape[1:])  # black where the file has no frame
+    truth[:len(seen)] = seen
+    shown = torch.cat([seen[:cfg.context], predicted])
+    name = os.path.join(cfg.out_dir, f"{stem}_continued")
+    written = [f"{name}_{cfg.first_sequence:03d}.gif"]
+    if model.flow:
+        save_mp4(name + ".mp4", shown.mul(255).round().to(torch.uint8).numpy(), cfg.frames_per_second)
+        written.append(name + ".mp4")
+        small = min(shown.shape[-2:]) // (2 * size) or 1  # the GIF at about twice the model's size
+        truth, shown = truth[..., ::small, ::small], shown[..., ::small, ::small]
+    write_samples(cfg, f"{stem}_continued", truth[None], shown[None], cfg.context)
+    print(f"wrote {' and '.join(written)} ({cfg.context} frames of {cfg.video} every {frame_skip} at "
+          f"{seen.shape[-1]}x{seen.shape[-2]}, {cfg.horizon} predicted)")
+    if len(seen) == cfg.context + cfg.horizon:
+        future = seen[cfg.context:]
+        methods = {"model": predicted, "copy_last": seen[cfg.context - 1:cfg.context].expand_as(future)}
+        if steady is not None:
+            methods["constant_velocity"] = steady
+        scores = {m: {k: v[0].tolist() for k, v in frame_scores(out[None], future[None]).items()}
+                  for m, out in methods.items()}
+        report = {"split": "video", "video": cfg.video, "video_start": cfg.video_start, "context": cfg.context,
+                  "horizon": cfg.horizon, "frame_skip": frame_skip, "n_sequences": 1,
+                  "height": seen.shape[-2], "width": seen.shape[-1], "model": scores.pop("model"),
+                  "baselines": scores, "lstm_checkpoint": cfg.lstm_checkpoint}
+        path = write_report(cfg.out_dir, f"{stem}_continued_metrics", report)
+        print("against the file's own frames: MSE per frame " + ", ".join(
+            f"{m.replace('_', ' ')} {np.mean(s['mse']):.1f}" for m, s in [("model", report["model"]),
+                                                                         *report["baselines"].items()])
+              + f"; SSIM {np.mean(report['model']['ssim']):.3f} (copy last "
+              f"{np.mean(report['baselines']['copy_last']['ssim']):.3f}); wrote {path}")
 
 
 def main(argv=None):

@@ -57,7 +57,7 @@ class Truncated(Exception):
 
 def frames_of(container, short_side):
     """Yield every frame of the first video stream as uint8 (3, H, W) RGB, short side
-    resized to ``short_side``. One frame at a time: memory does not grow with the film.
+    resized to ``short_side`` (0: kept; both sides rounded to even numbers). One frame at a time: memory does not grow with the film.
 
     Raises Truncated when the data ends in a decoding error or clearly before the
     frame count the container announces.
@@ -67,7 +67,8 @@ def frames_of(container, short_side):
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # FFmpeg decodes in its own threads (frames and slices), outside the GIL
     reformatter = VideoReformatter()  # one scaler for the whole file: building one per frame cost 3x the decoding
-    width, height = target_size(stream.codec_context.width, stream.codec_context.height, short_side)
+    width, height = stream.codec_context.width, stream.codec_context.height
+    width, height = target_size(width, height, short_side or min(width, height))
 
     def to_rgb(frame):
         rgb = reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
@@ -152,12 +153,13 @@ class CutDetector:
         return cut
 
 
-def read_window(path, start, context, horizon, frame_skip, size):
+def read_window(path, start, context, horizon, frame_skip, size, crop=True):
     """Frames of a video file for prediction: ``context + horizon`` frames ``frame_skip``
     apart from frame ``start`` (or, with start -1, the file's last ``context`` such
-    frames), resized so the short side is ``size`` and centre-cropped to size x size.
+    frames), resized so the short side is ``size`` (0: the file's own size) and, with
+    ``crop``, centre-cropped to size x size.
 
-    Returns uint8 (n, 3, size, size) with context <= n <= context + horizon: the frames
+    Returns uint8 (n, 3, H, W) with context <= n <= context + horizon: the frames
     the file has (fewer than context + horizon when it ends first). Raises UserError for
     a file that is no video, is damaged, or holds fewer than the context frames."""
     from data.film import centre_crop
@@ -184,4 +186,4 @@ def read_window(path, start, context, horizon, frame_skip, size):
                         f"{context} context frames {frame_skip} apart need {span}: lower --context "
                         f"or --video_start")
     picked = np.stack(kept[::frame_skip])
-    return np.ascontiguousarray(centre_crop(picked, size, size))
+    return np.ascontiguousarray(centre_crop(picked, size, size) if crop else picked)

@@ -6,9 +6,13 @@ its outputs become frames either by moving the last context frame by the predict
 (a model with a flow head) or by decoding the predicted Z (optionally as a change from
 the last context frame, Codec.skip_decode).
 """
-import torch
+import math
 
-from models.flow import warp_rollout, with_prior
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.flow import block_motion, warp_rollout, with_prior
 
 
 def frames_from_outputs(model, codec, out, last, prev=None, z_last=None, steps=None):
@@ -25,13 +29,31 @@ def frames_from_outputs(model, codec, out, last, prev=None, z_last=None, steps=N
             always move the frame through every step.
     """
     if model.flow:
-        motion = model.context_motion(prev, last) if model.flow_prior else None
-        flows = with_prior(out["flow"], motion, model.flow_prior) if model.flow_prior else out["flow"]
-        return warp_rollout(last, flows)
+        return warp_rollout(last, step_flows(model, out, last, prev))
     z = out["z"] if steps is None else out["z"][:, steps]
     b, t = z.shape[:2]
     skip_from = None if z_last is None else (z_last.repeat_interleave(t, 0), last.repeat_interleave(t, 0))
     return codec.skip_decode(z.flatten(0, 1), skip_from).view(b, t, *last.shape[1:])
+
+
+def step_flows(model, out, last, prev=None):
+    """Each predicted step's flow (B, S, 2, h, w) in pixels on Z's grid: the flow head's
+    output, plus the model's share of the motion from ``prev`` to ``last`` (flow_prior)."""
+    if not model.flow_prior:
+        return out["flow"]
+    return with_prior(out["flow"], model.context_motion(prev, last), model.flow_prior)
+
+
+@torch.no_grad()
+def predict_flows(model, codec, z_context, context_frames, horizon):
+    """The flows a flow model predicts for ``horizon`` steps after a context (see
+    predict_window for the arguments): (B, horizon, 2, h, w) on the CPU, each step's move
+    of the last context frame from the step before, in pixels of the model's frames."""
+    z, seen = z_context.to(codec.device), context_frames[:, -2:].to(codec.device)
+    out = model.unroll(z, horizon)
+    first = z.shape[1] - 1
+    return step_flows(model, {k: v[:, first:] for k, v in out.items()}, seen[:, -1],
+                      seen[:, 0] if seen.shape[1] > 1 else None).float().cpu()
 
 
 @torch.no_grad()
@@ -53,3 +75,45 @@ def predict_window(model, codec, z_context, context_frames, horizon, skip=False,
                                         z_last=z[:, -1] if skip else None)
         parts.append(predicted.clamp_(0.0, 1.0).cpu())
     return torch.cat(parts)
+
+
+def tile_starts(length, size):
+    """Starts of ``size``-long tiles that cover ``length``, evenly spaced, overlapping by
+    at least a quarter of a tile."""
+    if length <= size:
+        return [0]
+    count = math.ceil((length - size) / (0.75 * size)) + 1
+    return sorted({round(x) for x in np.linspace(0, length - size, count)})
+
+
+@torch.no_grad()
+def predict_full_size(model, codec, frames, horizon):
+    """A flow model's prediction at the frames' own size, from context frames uint8
+    (K, 3, H, W) of any size and aspect.
+
+    The model sees the frames at its own scale (short side its frame size) in overlapping
+    square tiles; each tile's flows are upsampled, averaged where tiles overlap, scaled to
+    the frames' own pixels and applied to the full-size last frame. Returns float
+    (horizon, 3, H, W) in [0, 1] twice: the model's prediction, and constant velocity (the
+    last frame moved on by the model's share of the block-matched motion, or all of it
+    where the model has no prior, on the same grid)."""
+    size = codec.frame_shape[-1]
+    full = torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0
+    scale = min(full.shape[-2:]) / size
+    h, w = (round(n / scale) for n in full.shape[-2:])
+    small = F.interpolate(full, size=(h, w), mode="area")
+    tiles = [(top, left) for top in tile_starts(h, size) for left in tile_starts(w, size)]
+    batch = torch.stack([small[:, :, t:t + size, l:l + size] for t, l in tiles]).mul(255).round().to(torch.uint8)
+    z, _ = codec.encode(batch)
+    flows = predict_flows(model, codec, z, batch[:, -2:].float() / 255.0, horizon)  # (tiles, T, 2, g, g)
+    total, count = torch.zeros(horizon, 2, h, w), torch.zeros(1, 1, h, w)
+    for (t, l), f in zip(tiles, flows):
+        total[..., t:t + size, l:l + size] += F.interpolate(f, size=(size, size), mode="bilinear", align_corners=False)
+        count[..., t:t + size, l:l + size] += 1
+    last = full[-1:]
+    predicted = warp_rollout(last, (total / count * scale)[None])[0].clamp_(0.0, 1.0)
+    cell = size // flows.shape[-1]
+    motion = block_motion(small[-2:-1], small[-1:], grid=(h // cell, w // cell), subpixel=True) * scale
+    still = motion.new_zeros((1, horizon) + motion.shape[1:])
+    steady = warp_rollout(last, with_prior(still, motion, model.flow_prior or 1.0))[0].clamp_(0.0, 1.0)
+    return predicted, steady

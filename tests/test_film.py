@@ -240,14 +240,28 @@ def test_film_report_scores_baselines_per_source_file(film, tmp_path):
 
 
 def test_own_video_is_continued_and_scored_where_it_goes_on(film, tmp_path, capsys):
-    video = write_video(tmp_path / "mine.mp4", 20, width=96, height=80)
+    import av
+    import json
+    video = write_video(tmp_path / "mine.mp4", 20, width=300, height=160)
     common = dict(dataset="film", lstm_checkpoint=film["lstm"], out_dir=tmp_path, context=3, horizon=4)
     sample_video.main(argv(video=video, **common))
     gif = Image.open(tmp_path / "mine_continued_000.gif")
     assert gif.n_frames == 7 and (tmp_path / "mine_continued_000.png").is_file()
     assert "against the file's own frames" not in capsys.readouterr().out  # nothing after its end
+    # the MP4 holds the context then the prediction, at the file's own size, as they were written
+    with av.open(str(tmp_path / "mine_continued.mp4")) as f:
+        written = np.stack([x.to_ndarray(format="rgb24") for x in f.decode(video=0)])
+    assert written.shape == (7, 160, 300, 3)
+    from data.video import read_window
+    context = read_window(str(video), -1, 3, 4, 2, 0, crop=False).transpose(0, 2, 3, 1)
+    assert np.abs(written[:3].astype(float) - context).mean() < 3  # near-lossless H.264
     sample_video.main(argv(video=video, video_start=2, **common))
-    assert "against the file's own frames: MSE per frame" in capsys.readouterr().out
+    assert "against the file's own frames: MSE per frame model" in capsys.readouterr().out
+    report = json.load(open(tmp_path / "mine_continued_metrics.json"))
+    assert (report["height"], report["width"]) == (160, 300)
+    assert set(report["baselines"]) == {"copy_last", "constant_velocity"} and len(report["model"]["mse"]) == 4
+    sample_video.main(argv(video=video, video_start=2, short_side=80, **common))  # a cap on the size
+    assert json.load(open(tmp_path / "mine_continued_metrics.json"))["width"] == 150
     short = write_video(tmp_path / "short.mp4", 4)
     with pytest.raises(UserError, match="short.mp4 is too short: it has 4 frames"):
         sample_video.main(argv(video=short, **common))  # 3 frames 2 apart need 5
