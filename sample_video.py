@@ -28,17 +28,17 @@ from utils.settings import parse_settings
 
 # -----------------------------------------------------------------------------
 dataset = "mnist"  # which branch: mnist or film (the settings marked * in --help follow it)
-lstm_checkpoint = "checkpoints/mm_lstm.pt"  # LSTM from train_lstm.py (film: checkpoints/film_lstm.pt)
+lstm_checkpoint = "checkpoints/mm_lstm.pt"  # LSTM from train_lstm.py
 data_path = ""  # dataset to draw test windows from; empty = the one the LSTM was trained on
 vae_checkpoint = ""  # encoder/decoder; empty = the one the LSTM was trained on
 out_dir = "samples"  # GIFs, PNG strips and the metrics report go here
-prefix = "mm_sample"  # file names <prefix>_<n>.gif/.png (film: film_sample)
+prefix = "mm_sample"  # file names <prefix>_<n>.gif/.png
 split = "test"  # windows to score and sample: test, val or train (val and train write *_val, *_train files)
 n_sequences = 8  # windows to predict [1, inf)
 first_sequence = 0  # skip this many windows [0, inf)
-context = 10  # real frames fed before generating (film: 5) [1, inf)
-horizon = 10  # frames generated from the LSTM's own output (film: 5) [1, inf)
-eval_crops = 1  # film: crops of each test frame scored and sampled, left to right (film: 4) [1, inf)
+context = 10  # real frames fed before generating [1, inf)
+horizon = 10  # frames generated from the LSTM's own output [1, inf)
+eval_crops = 1  # film: crops of each frame scored and sampled, left to right [1, inf)
 temperature = 0.0  # 0 = feed back the predicted mean; > 0 = sample (kl, mdn) at this temperature [0, inf)
 n_eval = 1000  # windows scored for the metrics report; 0 = none [0, inf)
 eval_batch = 250  # windows per batch while scoring [1, inf)
@@ -144,8 +144,8 @@ def ratio_intervals(errors, distinct, reference="copy_last", draws=1000, seed=0)
     """Each method's mean MSE over ``reference``'s, with a 95% bootstrap interval that
     resamples distinct windows (all crops of a window together). ``errors``: {method: MSE
     per window, averaged over its steps}; ``distinct``: which distinct window each is."""
-    keys = sorted(set(distinct))
-    rows = np.asarray([keys.index(k) for k in distinct])
+    keys = {k: i for i, k in enumerate(sorted(set(distinct)))}
+    rows = np.asarray([keys[k] for k in distinct])
     sums = {m: np.bincount(rows, weights=np.asarray(e), minlength=len(keys)) for m, e in errors.items()}
     picks = np.random.default_rng(seed).integers(0, len(keys), (draws, len(keys)))
     out = {}

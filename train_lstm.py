@@ -40,12 +40,12 @@ components = 5  # mdn: Gaussian components per Z dimension [1, inf)
 diffs = True  # predict the change of Z between frames, added to the last Z
 rollout = True  # after train_context true frames, feed the LSTM its own predictions
 skip = False  # decode predictions as the last context frame plus the decoded change (not with warp)
-warp = False  # predict frames as the last context frame moved by flows predicted on Z's grid (conv cell)
+warp = False  # predict frames as the last context frame moved by flows predicted on Z's grid (spatial Z)
 flow_prior = 0.0  # warp: flows start from this share of the context's block-matched motion; 0 = from zero [0, inf)
 train_context = 10  # true frames before the predicted ones [1, inf)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
-cell = "conv"  # conv (a convolutional LSTM on a spatial Z) or dense (the original's LSTM on a vector)
-hidden = 64  # channels (conv) or units (dense) per layer [1, inf)
+cell = "conv"  # spatial Z: conv (ConvLSTM) or st (PredRNN's spatiotemporal LSTM); dense: the original's
+hidden = 64  # channels (conv, st) or units (dense) per layer [1, inf)
 layers = 1  # stacked LSTM layers [1, inf)
 dropout = 0.0  # dropout on the LSTM's input and between layers [0, 1)
 seq_len = 20  # frames per training window [2, inf)
@@ -70,8 +70,8 @@ def check(cfg):
     if (cfg.rollout or cfg.pixel_frames) and cfg.train_context >= cfg.seq_len:
         raise UserError(f"--train_context {cfg.train_context} must be below --seq_len "
                         f"{cfg.seq_len}, so that some frames are predicted")
-    if cfg.warp and cfg.cell != "conv":
-        raise UserError("--warp predicts flows on a spatial Z: use it with --cell=conv, or --warp=false")
+    if cfg.warp and cfg.cell == "dense":
+        raise UserError("--warp predicts flows on a spatial Z: use it with --cell=conv or st, or --warp=false")
     if cfg.warp and cfg.skip:
         raise UserError("--skip decodes predicted Z, which --warp does not: use one of them")
     if cfg.warp and "pixel_frames" in cfg.given:
@@ -121,8 +121,8 @@ def main(argv=None):
     codec = branch.load_codec(cfg.vae_checkpoint, dev)
     if cfg.channels_last:
         codec.channels_last()
-    if cfg.cell == "conv" and not codec.latent_shape:
-        raise UserError(f"--cell=conv needs a spatial Z, but {cfg.vae_checkpoint} codes each frame as a "
+    if cfg.cell != "dense" and not codec.latent_shape:
+        raise UserError(f"--cell={cfg.cell} needs a spatial Z, but {cfg.vae_checkpoint} codes each frame as a "
                         "vector: use --cell=dense, or train the VAE with a spatial Z")
     train = {}  # mean, logvar, index, frames of the training split (or of this epoch's new sequences)
 
@@ -156,8 +156,8 @@ def main(argv=None):
     model = LatentLSTM(z_dim=codec.z_dim, hidden=cfg.hidden, layers=cfg.layers,
                        dropout=cfg.dropout, output={"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[cfg.loss],
                        components=cfg.components, diffs=cfg.diffs,
-                       latent_shape=codec.latent_shape if cfg.cell == "conv" else None,
-                       flow=cfg.warp, flow_prior=cfg.flow_prior).to(dev)
+                       latent_shape=codec.latent_shape if cfg.cell != "dense" else None,
+                       flow=cfg.warp, flow_prior=cfg.flow_prior, cell="st" if cfg.cell == "st" else "conv").to(dev)
     if cfg.skip or cfg.warp:  # start from "no change": with the skip, or a flow of zero, a copy of the last frame
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)

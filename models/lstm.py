@@ -1,8 +1,10 @@
 """LSTM over latent codes: given Z of frames 1..t, predict Z of frame t+1.
 
-Two cells: a dense LSTM on Z as a vector (the original), or, for a VAE with a spatial Z
-(a C x h x w map), a convolutional LSTM (Shi et al. 2015) whose gates are 3x3 convolutions
-over the map, so the same weights follow a digit wherever it is.
+Three cells: a dense LSTM on Z as a vector (the original); for a VAE with a spatial Z (a
+C x h x w map), a convolutional LSTM (Shi et al. 2015) whose gates are 3x3 convolutions
+over the map, so the same weights follow a digit wherever it is; or PredRNN's
+spatiotemporal LSTM (Wang et al. 2017), a conv LSTM with a second memory that flows up
+through the layers and from the top layer to the bottom one at the next step.
 
 Three output heads: ``mean`` (a point prediction, trained with MSE on Z), ``gaussian``
 (mean and log-sigma, trained with a KL divergence to the encoder's Gaussian) and ``mdn``
@@ -17,7 +19,7 @@ import torch.nn as nn
 from models.flow import block_motion
 
 OUTPUTS = ("mean", "gaussian", "mdn")
-CELLS = ("conv", "dense")
+CELLS = ("conv", "st", "dense")
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 3.0
 
 
@@ -63,6 +65,56 @@ class ConvLSTM(nn.Module):
         return torch.stack(outputs, dim=1), (torch.stack(h), torch.stack(c))
 
 
+class STLSTMCell(nn.Module):
+    """One spatiotemporal LSTM layer (PredRNN): the conv LSTM's gates and cell state c,
+    carried along time in this layer, beside gates of their own for the memory m, which
+    comes from the layer below (or the top layer at the step before); the output gate
+    reads both memories and the hidden state is a 1x1 fusion of them."""
+
+    def __init__(self, in_channels, hidden, kernel=3):
+        super().__init__()
+        pad = kernel // 2
+        self.x_gates = nn.Conv2d(in_channels, 7 * hidden, kernel, padding=pad)  # g i f, g' i' f', o
+        self.h_gates = nn.Conv2d(hidden, 4 * hidden, kernel, padding=pad, bias=False)  # g i f o
+        self.m_gates = nn.Conv2d(hidden, 3 * hidden, kernel, padding=pad, bias=False)  # g' i' f'
+        self.o_memories = nn.Conv2d(2 * hidden, hidden, kernel, padding=pad, bias=False)
+        self.fuse = nn.Conv2d(2 * hidden, hidden, 1, bias=False)
+
+    def forward(self, x, h, c, m):
+        xg, xi, xf, xg_m, xi_m, xf_m, xo = self.x_gates(x).chunk(7, dim=1)
+        hg, hi, hf, ho = self.h_gates(h).chunk(4, dim=1)
+        mg, mi, mf = self.m_gates(m).chunk(3, dim=1)
+        c = torch.sigmoid(xf + hf) * c + torch.sigmoid(xi + hi) * torch.tanh(xg + hg)
+        m = torch.sigmoid(xf_m + mf) * m + torch.sigmoid(xi_m + mi) * torch.tanh(xg_m + mg)
+        memories = torch.cat([c, m], dim=1)
+        o = torch.sigmoid(xo + ho + self.o_memories(memories))
+        return o * torch.tanh(self.fuse(memories)), c, m
+
+
+class STLSTM(nn.Module):
+    """Stacked spatiotemporal LSTM cells run over time, with ConvLSTM's calling convention;
+    state = (h, c, m): h and c (layers, B, hidden, h, w), m (1, B, hidden, h, w), the
+    spatiotemporal memory the top layer hands to the bottom one at the next step."""
+
+    def __init__(self, latent_shape, hidden, layers, dropout, kernel=3):
+        super().__init__()
+        self.latent_shape = tuple(latent_shape)
+        self.cells = nn.ModuleList(STLSTMCell(self.latent_shape[0] if i == 0 else hidden, hidden, kernel)
+                                   for i in range(layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, z, state):
+        h, c, m = list(state[0].unbind(0)), list(state[1].unbind(0)), state[2][0]
+        outputs = []
+        for t in range(z.shape[1]):
+            x = z[:, t].view(-1, *self.latent_shape)
+            for i, cell in enumerate(self.cells):
+                h[i], c[i], m = cell(self.dropout(x) if i else x, h[i], c[i], m)
+                x = h[i]
+            outputs.append(x)
+        return torch.stack(outputs, dim=1), (torch.stack(h), torch.stack(c), m[None])
+
+
 class LatentLSTM(nn.Module):
     """Next-latent predictor.
 
@@ -76,6 +128,7 @@ class LatentLSTM(nn.Module):
         diffs: predict the change of Z (z[t+1] - z[t]) and add it to z[t].
         latent_shape: (C, h, w) of a spatial Z: a convolutional LSTM with ``hidden``
             channels per layer and 1x1-conv heads; None: a dense LSTM.
+        cell: on a spatial Z, ``conv`` (ConvLSTM) or ``st`` (PredRNN's STLSTM).
         flow: (spatial Z only) a second head predicts, on Z's grid, how far each part of
             the frame moves to the next one (in pixels): frames are then predicted by
             moving the last context frame (models/predict.py). It starts at zero.
@@ -85,7 +138,7 @@ class LatentLSTM(nn.Module):
     """
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
-                 diffs=False, latent_shape=None, flow=False, flow_prior=0.0):
+                 diffs=False, latent_shape=None, flow=False, flow_prior=0.0, cell="conv"):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -95,10 +148,14 @@ class LatentLSTM(nn.Module):
             raise ValueError("flow needs a spatial Z (latent_shape)")
         if flow_prior and not flow:
             raise ValueError("flow_prior starts the flow head's flows: it needs flow=True")
+        if cell not in ("conv", "st"):
+            raise ValueError(f"cell must be conv or st on a spatial Z, got {cell!r}")
         self.args = dict(z_dim=z_dim, hidden=hidden, layers=layers, dropout=dropout, output=output,
                          components=components, diffs=diffs,
                          latent_shape=None if latent_shape is None else list(latent_shape), flow=flow,
                          flow_prior=flow_prior)
+        if cell != "conv":  # absent at the default, as in checkpoints from before the st cell
+            self.args["cell"] = cell
         self.flow, self.flow_prior = flow, flow_prior
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
         self.latent_shape = None if latent_shape is None else tuple(latent_shape)
@@ -110,20 +167,23 @@ class LatentLSTM(nn.Module):
             state_shape = (layers, 1, hidden)
             self.head = nn.Linear(hidden, z_dim * self.per_dim)
         else:
-            self.lstm = ConvLSTM(self.latent_shape, hidden, layers, dropout)
+            self.lstm = (STLSTM if cell == "st" else ConvLSTM)(self.latent_shape, hidden, layers, dropout)
             state_shape = (layers, 1, hidden) + self.latent_shape[1:]
             self.head = nn.Conv2d(hidden, self.latent_shape[0] * self.per_dim, 1)
             if flow:  # x and y displacement per cell of Z's grid, from zero: a copy of the last frame
                 self.flow_head = nn.Conv2d(hidden, 2, 1)
                 nn.init.zeros_(self.flow_head.weight)
                 nn.init.zeros_(self.flow_head.bias)
-        # learned initial states, as in the original
+        # learned initial states, as in the original (and the st cell's first memory)
         self.h0 = nn.Parameter(torch.zeros(state_shape))
         self.c0 = nn.Parameter(torch.zeros(state_shape))
+        if latent_shape is not None and cell == "st":
+            self.m0 = nn.Parameter(torch.zeros((1,) + state_shape[1:]))
 
     def initial_state(self, batch):
         shape = (-1, batch) + self.h0.shape[2:]
-        return (self.h0.expand(shape).contiguous(), self.c0.expand(shape).contiguous())
+        starts = (self.h0, self.c0) + ((self.m0,) if hasattr(self, "m0") else ())
+        return tuple(s.expand(shape).contiguous() for s in starts)
 
     def _head(self, h):
         """LSTM outputs (B, T, ...) -> raw head outputs (B, T, z_dim * per_dim), laid out as

@@ -157,10 +157,11 @@ def test_precision_auto_picks_bfloat16_only_where_the_hardware_runs_it_natively(
     assert losses[0] != losses[1]  # bfloat16 really ran
 
 
-def test_an_interrupted_run_resumed_by_the_same_command_continues_its_schedule(tiny, tmp_path,
-                                                                              monkeypatch):
+@pytest.mark.parametrize("cell", ["conv", "st"])
+def test_an_interrupted_run_resumed_by_the_same_command_continues_its_schedule(tiny, tmp_path, monkeypatch,
+                                                                              cell):
     common = dict(data_path=tiny["data"], vae_checkpoint=tiny["vae"], out_dir=tmp_path,
-                  **{**TINY_LSTM, "epochs": 3})
+                  **{**TINY_LSTM, "epochs": 3, "cell": cell, "layers": 2})
     train_lstm.main(argv(checkpoint=tmp_path / "straight.pt", **common))
     real_save = training.save_checkpoint
 
@@ -518,6 +519,20 @@ def test_a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tiny, 
     capsys.readouterr()
     train_vcae.main(argv(checkpoint=tmp_path / "parts.pt", resume=True, **{**common, "epochs": 1}))
     assert "already trained for 2 epochs (--epochs=1): nothing to do" in capsys.readouterr().out
+
+
+def test_the_st_cell_rebuilds_from_its_checkpoint_and_samples(tiny, tmp_path):
+    trained = train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=tiny["vae"], out_dir=tmp_path,
+                                   checkpoint=tmp_path / "straight.pt", **{**TINY_LSTM, "cell": "st", "layers": 2}))
+    straight = torch.load(tmp_path / "straight.pt", weights_only=True)
+    assert straight["model_args"]["cell"] == "st" and "m0" in straight["model_state"]
+    model = load_model(straight)
+    z = torch.randn(2, 4, trained.z_dim)
+    assert torch.equal(trained.eval().unroll(z, 3)["z"], model.unroll(z, 3)["z"])
+    assert type(model.lstm).__name__ == "STLSTM" and len(model.lstm.cells) == 2
+    sample_video.main(argv(lstm_checkpoint=tmp_path / "straight.pt", out_dir=tmp_path, n_sequences=1,
+                           context=4, horizon=4, n_eval=4))
+    assert json.load(open(tmp_path / "metrics.json"))["model"]["mse"][0] > 0
 
 
 def test_malformed_or_empty_data_is_one_clear_error(tiny, tmp_path):

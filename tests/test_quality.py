@@ -161,3 +161,53 @@ def test_conv_lstm_follows_a_shifted_input_with_shifted_predictions():
         b = model.unroll(shifted.flatten(2), 2)["z"][:, -2:].view(1, 2, 2, 20, 20)
     assert torch.allclose(torch.roll(a, 1, dims=-1)[..., 7:13, 7:13], b[..., 7:13, 7:13], atol=1e-6)
     assert not torch.allclose(a[..., 7:13, 7:13], b[..., 7:13, 7:13], atol=1e-3)
+
+
+def test_st_cell_hands_its_memory_up_the_layers_and_on_to_the_next_step():
+    from models.lstm import STLSTM
+    torch.manual_seed(0)
+    model = LatentLSTM(z_dim=2 * 6 * 6, hidden=4, layers=2, dropout=0.0, diffs=True, latent_shape=(2, 6, 6),
+                       cell="st").eval()
+    assert isinstance(model.lstm, STLSTM) and model.args["cell"] == "st"
+    z = torch.randn(3, 5, 72)
+    with torch.no_grad():
+        rolled = model.unroll(z[:, :2], 4)
+        # step by step by hand: the memory leaves the top layer and enters the bottom one
+        h, c, m = (s.clone() for s in model.initial_state(3))
+        x, outs = z[:, 0], []
+        for t in range(5):
+            inp = x.view(3, 2, 6, 6)
+            for i, cell in enumerate(model.lstm.cells):
+                h[i], c[i], m[0] = cell(inp, h[i], c[i], m[0])
+                inp = h[i]
+            out = model._head(inp.unsqueeze(1))[:, 0] + x  # diffs: the change of Z
+            outs.append(out)
+            x = z[:, t + 1] if t + 1 < 2 else out
+    assert torch.allclose(torch.stack(outs, 1), rolled["mean"], atol=1e-5)
+    # the memory matters: cutting its path from the top layer to the next step changes the prediction
+    with torch.no_grad():
+        _, state = model.lstm(z[:, :1], model.initial_state(3))
+        kept, _ = model.lstm(z[:, 1:2], state)
+        cut, _ = model.lstm(z[:, 1:2], (state[0], state[1], torch.zeros_like(state[2])))
+    assert not torch.allclose(kept, cut)
+
+
+def test_st_cell_learns_a_one_cell_shift_better_than_the_mean():
+    torch.manual_seed(0)
+    z = torch.zeros(16, 6, 1, 8, 8)
+    z[:, 0] = torch.randn(16, 1, 8, 8)
+    for t in range(1, 6):
+        z[:, t] = torch.roll(z[:, t - 1], 1, dims=-1)  # everything moves one cell right a step
+    z = z.flatten(2)
+    model = LatentLSTM(z_dim=64, hidden=8, layers=2, dropout=0.0, latent_shape=(1, 8, 8), cell="st")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = (model.unroll(z[:, :3], 3)["mean"] - z[:, 1:]).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        predicted = model.eval().unroll(z[:, :3], 3)["mean"][:, 2:]
+    error = (predicted - z[:, 3:]).pow(2).mean()
+    mean_frame = (z[:, 3:] - z[:, 3:].mean(0, keepdim=True)).pow(2).mean()
+    assert error < 0.5 * mean_frame, (float(error), float(mean_frame))
