@@ -23,20 +23,22 @@ from utils.settings import parse_settings
 preset = ""  # a preset from config/ that train_lstm.py and sample_video.py take first; empty = none
 variants = ["default", "original", "teacher", "z_loss", "no_diffs", "kl", "mdn"]  # LSTM variants to train and score
 lstm = [""]  # train_lstm.py settings for every variant, e.g. epochs=20,hidden=96
-n_eval = 1000  # test windows scored [1, inf)
+split = "val"  # windows scored: val (where variants are compared) or test (to report a chosen one)
+n_eval = 1000  # windows scored [1, inf)
 out_dir = "samples/results"  # metrics and the table go here
 checkpoint_dir = "checkpoints/results"  # one LSTM checkpoint per variant
 # -----------------------------------------------------------------------------
 
+NO_WARP = {"warp": False, "flow_prior": 0.0}  # a no-op on Moving MNIST; on film, Z decoded instead of a warp
 VARIANTS = {  # name -> train_lstm.py settings that differ from its defaults
     "default": {},
-    "original": {"rollout": False, "pixel_frames": 0, "diffs": False},
+    "original": {"rollout": False, "pixel_frames": 0, "diffs": False, **NO_WARP},
     "teacher": {"rollout": False},
-    "z_loss": {"pixel_frames": 0},
+    "z_loss": {"pixel_frames": 0, **NO_WARP},
     "no_diffs": {"diffs": False},
-    "kl": {"loss": "kl", "pixel_frames": 0},
-    "mdn": {"loss": "mdn", "pixel_frames": 0},
-    "dense": {"cell": "dense"},
+    "kl": {"loss": "kl", "pixel_frames": 0, **NO_WARP},
+    "mdn": {"loss": "mdn", "pixel_frames": 0, **NO_WARP},
+    "dense": {"cell": "dense", **NO_WARP},
 }
 LABELS = {"default": "LSTM, default: own rollouts, 4 predicted frames scored in pixels, Z differences",
           "original": "LSTM, the original's training: teacher forcing, MSE on Z, Z itself",
@@ -65,10 +67,11 @@ def table(reports):
 
 
 def main(argv=None):
-    cfg = parse_settings(__file__, globals(), argv, choices={"variants": tuple(VARIANTS)})
+    cfg = parse_settings(__file__, globals(), argv, choices={"variants": tuple(VARIANTS), "split": ("val", "test")})
     presets = [cfg.preset] if cfg.preset else []
     common = [f"--{item}" for item in cfg.lstm if item]
-    dataset = parse_settings(train_lstm.__file__, vars(train_lstm), presets + common).dataset
+    dataset = train_lstm.read_settings(presets + common).dataset
+    suffix = "" if cfg.split == "test" else f"_{cfg.split}"
     reports, baselines, first = {}, None, None
     for name in cfg.variants:
         ckpt = os.path.join(cfg.checkpoint_dir, f"{dataset}_{name}.pt")
@@ -76,15 +79,15 @@ def main(argv=None):
         train_lstm.main(presets + [f"--checkpoint={ckpt}", f"--out_dir={out}"] + common
                         + [f"--{k}={v}" for k, v in VARIANTS[name].items()])
         sample_video.main(presets + [f"--lstm_checkpoint={ckpt}", f"--out_dir={out}",
-                                     "--n_sequences=4", f"--n_eval={cfg.n_eval}"])
-        with open(os.path.join(out, f"{BRANCHES[dataset].metrics_name}.json")) as f:
+                                     "--n_sequences=4", f"--n_eval={cfg.n_eval}", f"--split={cfg.split}"])
+        with open(os.path.join(out, f"{BRANCHES[dataset].metrics_name}{suffix}.json")) as f:
             report = json.load(f)
         reports[name] = report["model"]
         baselines, first = report["baselines"], first or report
     reports.update(baselines or {})
     text = (f"{dataset}: {first['context']} frames in, {first['horizon']} predicted, "
-            f"{first['n_sequences']} test windows; means over the predicted steps\n\n{table(reports)}\n")
-    path = os.path.join(cfg.out_dir, f"{dataset}.md")
+            f"{first['n_sequences']} {cfg.split} windows; means over the predicted steps\n\n{table(reports)}\n")
+    path = os.path.join(cfg.out_dir, f"{dataset}{suffix}.md")
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
