@@ -42,29 +42,6 @@ class ConvLSTMCell(nn.Module):
         return torch.sigmoid(o) * torch.tanh(c), c
 
 
-class ConvLSTM(nn.Module):
-    """Stacked ConvLSTM cells run over time, with nn.LSTM's calling convention on flat Z:
-    (B, T, z_dim) in, (B, T, hidden * h * w) out, state = (h, c), each (layers, B, hidden, h, w)."""
-
-    def __init__(self, latent_shape, hidden, layers, dropout, kernel=3):
-        super().__init__()
-        self.latent_shape = tuple(latent_shape)
-        self.cells = nn.ModuleList(ConvLSTMCell(self.latent_shape[0] if i == 0 else hidden, hidden, kernel)
-                                   for i in range(layers))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, z, state):
-        h, c = list(state[0].unbind(0)), list(state[1].unbind(0))
-        outputs = []
-        for t in range(z.shape[1]):
-            x = z[:, t].view(-1, *self.latent_shape)
-            for i, cell in enumerate(self.cells):
-                h[i], c[i] = cell(self.dropout(x) if i else x, h[i], c[i])
-                x = h[i]
-            outputs.append(x)
-        return torch.stack(outputs, dim=1), (torch.stack(h), torch.stack(c))
-
-
 class STLSTMCell(nn.Module):
     """One spatiotemporal LSTM layer (PredRNN): the conv LSTM's gates and cell state c,
     carried along time in this layer, beside gates of their own for the memory m, which
@@ -91,28 +68,39 @@ class STLSTMCell(nn.Module):
         return o * torch.tanh(self.fuse(memories)), c, m
 
 
-class STLSTM(nn.Module):
-    """Stacked spatiotemporal LSTM cells run over time, with ConvLSTM's calling convention;
-    state = (h, c, m): h and c (layers, B, hidden, h, w), m (1, B, hidden, h, w), the
-    spatiotemporal memory the top layer hands to the bottom one at the next step."""
+class ConvLSTM(nn.Module):
+    """Stacked ConvLSTM cells run over time, with nn.LSTM's calling convention on flat Z:
+    (B, T, z_dim) in, (B, T, hidden * h * w) out, state = (h, c), each (layers, B, hidden, h, w).
+    A subclass's cells may carry one more memory through the stack (see STLSTM)."""
+
+    cell = ConvLSTMCell
 
     def __init__(self, latent_shape, hidden, layers, dropout, kernel=3):
         super().__init__()
         self.latent_shape = tuple(latent_shape)
-        self.cells = nn.ModuleList(STLSTMCell(self.latent_shape[0] if i == 0 else hidden, hidden, kernel)
+        self.cells = nn.ModuleList(self.cell(self.latent_shape[0] if i == 0 else hidden, hidden, kernel)
                                    for i in range(layers))
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, z, state):
-        h, c, m = list(state[0].unbind(0)), list(state[1].unbind(0)), state[2][0]
+        h, c = list(state[0].unbind(0)), list(state[1].unbind(0))
+        memory = [m[0] for m in state[2:]]  # up the layers, then on to the next step's first one
         outputs = []
         for t in range(z.shape[1]):
             x = z[:, t].view(-1, *self.latent_shape)
             for i, cell in enumerate(self.cells):
-                h[i], c[i], m = cell(self.dropout(x) if i else x, h[i], c[i], m)
+                h[i], c[i], *memory = cell(self.dropout(x) if i else x, h[i], c[i], *memory)
                 x = h[i]
             outputs.append(x)
-        return torch.stack(outputs, dim=1), (torch.stack(h), torch.stack(c), m[None])
+        return torch.stack(outputs, dim=1), (torch.stack(h), torch.stack(c)) + tuple(m[None] for m in memory)
+
+
+class STLSTM(ConvLSTM):
+    """Stacked spatiotemporal LSTM cells run over time, with ConvLSTM's calling convention;
+    state = (h, c, m): h and c (layers, B, hidden, h, w), m (1, B, hidden, h, w), the
+    spatiotemporal memory the top layer hands to the bottom one at the next step."""
+
+    cell = STLSTMCell
 
 
 class LatentLSTM(nn.Module):
