@@ -455,12 +455,32 @@ def test_block_motion_finds_a_shift_and_the_prior_continues_it():
 def test_motion_prior_tool_scores_fractions_of_the_motion_against_copy_last(film, capsys):
     from tools import motion_prior
     motion_prior.main(argv(data_path=film["data"], split="val", context=2, horizon=2, frame_skip=1,
-                           crops=1, fractions="0.0,0.5"))
+                           crops=1, fractions="0.0,0.5", lstm_checkpoint=film["lstm"]))
     lines = capsys.readouterr().out.splitlines()
-    assert "val windows" in lines[0] and len(lines) == 4
+    assert "val windows" in lines[0] and len(lines) == 7
     copy = float(lines[0].rsplit("copy last ", 1)[1])
     assert lines[1].split()[:3] == ["fraction", "0.00:", f"{copy:.1f}"]  # no motion: copy-last itself
     assert lines[2].split()[:2] == ["fraction", "0.50:"] and lines[3].startswith("best: fraction ")
+    assert [line.split(":")[0].strip() for line in lines[5:]] == ["step 1", "step 2"]
+    assert all(", model " in line for line in lines[5:])  # the film model's flows, compared too
+
+
+def test_motion_statistics_on_a_known_shift():
+    from tools.motion_prior import step_statistics
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 48, 120), 5, stride=1)
+    frames = torch.stack([smooth[..., 4:36, 30 + 2 * t:62 + 2 * t] for t in range(4)], 1)  # 2 px left a frame
+    stats, oracle = step_statistics(frames[..., 8:-8, :], 2, (2, 4), share=1.0)  # rows away from the edges
+    inner = oracle[..., 1:-1]  # cells away from the left and right edges
+    assert torch.allclose(inner[:, :, 0], torch.tensor([2.0, 4.0]).view(1, 2, 1, 1).expand_as(inner[:, :, 0]),
+                          atol=0.15)  # the oracle's motion: 2 px, then 4 px
+    slope = stats["om"] / stats["mm"]
+    corr = stats["om"] / (stats["mm"] * stats["oo"]).sqrt()
+    assert torch.allclose(slope, torch.tensor([1.0, 2.0]), atol=0.1) and (corr > 0.98).all()
+    assert (stats["cv"] < 0.1 * stats["still"]).all()  # constant velocity at its full share is right
+    rows = frames[..., 8:-8, :]
+    copy = (rows[:, 1:2] - rows[:, 2:]).pow(2).flatten(2).sum(-1).sum(0)
+    assert (stats["oracle"] < 0.2 * copy).all() and (stats["pixel"] < 0.2 * copy).all()
 
 
 def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, tmp_path):
