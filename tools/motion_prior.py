@@ -52,7 +52,8 @@ def step_statistics(frames, context, cells, share):
     context frame to that step's true frame, averaged over ``cells``) and the context's
     motion (om, mm, oo), the mean end-point errors of standing still and of constant
     velocity at ``share`` against the oracle's motion, and the squared errors of the
-    oracle warp on ``cells`` and per pixel."""
+    oracle warp on ``cells`` and per pixel. Returns them (a dict) and the oracle's motion
+    (B, T, 2, h, w)."""
     last, future = frames[:, context - 1], frames[:, context:]
     b, t = future.shape[:2]
     motion = block_motion(frames[:, context - 2], last, grid=cells, subpixel=True).unsqueeze(1)  # (B, 1, 2, h, w)
