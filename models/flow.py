@@ -92,11 +92,20 @@ def constant_velocity(prev, last, steps, fraction, grid):
 
 
 @torch.no_grad()
+def oracle_motion(last, future, grid=None):
+    """The motion block matching measures from ``last`` (B, C, H, W) to each true future
+    frame (B, T, C, H, W) (sub-pixel; on ``grid``, or per pixel without one), in warp's
+    convention: (B, T, 2, h, w)."""
+    b, t = future.shape[:2]
+    motion = block_motion(last.repeat_interleave(t, 0), future.flatten(0, 1), grid=grid, subpixel=True)
+    return motion.view(b, t, *motion.shape[1:])
+
+
+@torch.no_grad()
 def oracle_warp(last, future, grid):
     """``last`` (B, C, H, W) warped towards each true future frame (B, T, C, H, W) by the
     motion block matching measures between them (sub-pixel, on ``grid``): about the best a
     warp of the last frame on that grid can do, knowing the future. (B, T, C, H, W)."""
-    b, t = future.shape[:2]
-    repeated = last.repeat_interleave(t, 0)
-    motion = block_motion(repeated, future.flatten(0, 1), grid=grid, subpixel=True)
-    return warp(repeated, motion).clamp(0.0, 1.0).view(future.shape)
+    t = future.shape[1]
+    moved = warp(last.repeat_interleave(t, 0), oracle_motion(last, future, grid).flatten(0, 1))
+    return moved.clamp(0.0, 1.0).view(future.shape)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from data.branches import BRANCHES
 from data.sequences import windows
 from models.checkpoints import load_checkpoint, load_model, recorded_path
-from models.flow import block_motion, constant_velocity, warp
+from models.flow import block_motion, constant_velocity, oracle_motion, warp
 from models.predict import predict_flows
 from utils.errors import UserError, run_cli
 from utils.settings import parse_settings
@@ -56,9 +56,10 @@ def step_statistics(frames, context, cells, share):
     (B, T, 2, h, w)."""
     last, future = frames[:, context - 1], frames[:, context:]
     b, t = future.shape[:2]
-    motion = block_motion(frames[:, context - 2], last, grid=cells, subpixel=True).unsqueeze(1)  # (B, 1, 2, h, w)
+    # the context's motion (B, 1, 2, h, w) and the oracle's, per pixel then averaged over the cells
+    motion = block_motion(frames[:, context - 2], last, grid=cells, subpixel=True).unsqueeze(1)
     repeated = last.repeat_interleave(t, 0)
-    fine = block_motion(repeated, future.flatten(0, 1), subpixel=True)
+    fine = oracle_motion(last, future).flatten(0, 1)
     oracle = F.adaptive_avg_pool2d(fine, cells).view(b, t, 2, *cells)
     steps = torch.arange(1, t + 1, dtype=frames.dtype).view(1, -1, 1, 1, 1)
     stats = {"om": (oracle * motion).sum((0, 2, 3, 4)), "mm": (motion * motion).sum().expand(t),
@@ -75,7 +76,8 @@ def main(argv=None):
     if cfg.lstm_checkpoint:
         ckpt = load_checkpoint(cfg.lstm_checkpoint, "train_lstm.py")
         if not ckpt["model_args"].get("flow"):
-            raise UserError(f"{cfg.lstm_checkpoint} predicts Z, not flows: pass a film model trained with --warp")
+            raise UserError(f"{cfg.lstm_checkpoint} predicts Z, not flows: pass a film model trained "
+                            "with --warp")
         codec = BRANCHES["film"].load_codec(recorded_path(ckpt, cfg.lstm_checkpoint, "vae_checkpoint"), "cpu")
         model = load_model(ckpt)
     clips = BRANCHES["film"].read_clips(cfg.data_path, cfg.split, n_crops=cfg.crops)
@@ -113,7 +115,8 @@ def main(argv=None):
         slope = float(stats["om"][k] / stats["mm"][k].clamp_min(1e-12))
         corr = float(stats["om"][k] / (stats["mm"][k] * stats["oo"][k]).sqrt().clamp_min(1e-12))
         line = (f"  step {k + 1}: slope {slope:.2f}, correlation {corr:.2f} of the context's motion; "
-                f"error still {stats['still'][k] / n:.3f}, constant velocity at {cfg.share} {stats['cv'][k] / n:.3f}")
+                f"error still {stats['still'][k] / n:.3f}, "
+                f"constant velocity at {cfg.share} {stats['cv'][k] / n:.3f}")
         if model is not None:
             line += f", model {stats['model'][k] / n:.3f}"
         print(line + f"; MSE copy last {stats['copy'][k] / n:.1f}, oracle warp {stats['oracle'][k] / n:.1f} "
