@@ -19,7 +19,7 @@ from data.sequences import window_clips, windows
 from data.video import open_video, read_window
 from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
 from models.flow import constant_velocity, oracle_warp
-from models.predict import predict_full_size, predict_window
+from models.predict import constant_velocity_share, predict_full_size, predict_window
 from utils.errors import UserError, run_cli
 from utils.images import prediction_panels, save_gif, save_grid, save_mp4
 from utils.metrics import StepAverages, frame_scores, write_report
@@ -53,7 +53,7 @@ seed = 1337  # seeds anything random in sampling
 # -----------------------------------------------------------------------------
 
 BASELINES = ("copy_last", "mean_frame", "last_reconstruction", "autoencoder")
-MOTION_BASELINES = ("constant_velocity", "oracle_warp")  # for models that move the last frame
+MOTION_BASELINES = ("constant_velocity", "motion_mean", "oracle_warp")  # for models that move the last frame
 
 
 def predict(model, codec, sequences, context, horizon, temperature=0.0, skip=False):
@@ -86,13 +86,16 @@ def score(model, codec, frames, groups, context, horizon, mean_frame, batch_size
     frame), last_reconstruction (the last context frame through encode -> decode,
     repeated: what a model that learned no motion would give) and autoencoder (the true
     future frames through encode -> decode: the ceiling of any prediction in Z); for a model
-    that moves the last frame, also constant_velocity (its flow prior alone, at its share,
-    or the whole motion where it has none, on Z's grid) and oracle_warp (the last frame
+    that moves the last frame, also constant_velocity (its flow prior alone at one share,
+    models/predict.py's constant_velocity_share, on Z's grid), for one that blends several
+    shares motion_mean (the plain mean of the last frame moved on at each of them: its
+    prior alone, nothing learned) and oracle_warp (the last frame
     warped by the motion measured against the true future: the headroom of warping).
     Returns ({group or "all": {method: {metric: [per step]}}, ...}, {method: MSE per window,
     averaged over its steps})."""
     names = ["all"] + sorted(set(groups))
-    methods = ("model",) + BASELINES + (MOTION_BASELINES if model.flow else ())
+    motion = tuple(m for m in MOTION_BASELINES if m != "motion_mean" or len(model.flow_prior) > 1)
+    methods = ("model",) + BASELINES + (motion if model.flow else ())
     acc = {g: {m: StepAverages() for m in methods} for g in names}
     errors = {m: [] for m in methods}
     groups = np.asarray(groups)
@@ -111,8 +114,10 @@ def score(model, codec, frames, groups, context, horizon, mean_frame, batch_size
         }
         if model.flow:
             prev = torch.from_numpy(window[:, context - 2]).float() / 255.0
-            outputs["constant_velocity"] = constant_velocity(prev, last[:, 0], horizon, model.flow_prior or 1.0,
-                                                             grid)
+            outputs["constant_velocity"] = constant_velocity(prev, last[:, 0], horizon,
+                                                             constant_velocity_share(model), grid)
+            if "motion_mean" in methods:
+                outputs["motion_mean"] = constant_velocity(prev, last[:, 0], horizon, model.flow_prior, grid)
             outputs["oracle_warp"] = oracle_warp(last[:, 0], truth, grid)
         for method, out in outputs.items():
             errors[method] += (out - truth).pow(2).flatten(2).sum(-1).mean(1).tolist()

@@ -10,7 +10,8 @@ away). Film windows use a frame skip of 3, stay within one shot, and come from s
 fixed crops of each frame (training) or the centre crop (validation); the film's frames
 are predicted by moving the last context frame by flows the LSTM predicts (warp), on top
 of part of the motion block matching measures between the last two context frames
-(flow_prior). Validates on the val split; writes the checkpoint (recording which encoder
+(flow_prior; with several shares, the moved frames blended per cell by a learned head),
+and training windows are also played backwards (reverse). Validates on the val split; writes the checkpoint (recording which encoder
 it was trained on) and the loss history.
 """
 import functools
@@ -41,8 +42,9 @@ diffs = True  # predict the change of Z between frames, added to the last Z
 rollout = True  # after train_context true frames, feed the LSTM its own predictions
 skip = False  # decode predictions as the last context frame plus the decoded change (not with warp)
 warp = False  # predict frames as the last context frame moved by flows predicted on Z's grid (spatial Z)
-flow_prior = 0.0  # warp: flows start from this share of the context's block-matched motion; 0 = from zero [0, inf)
+flow_prior = [0.0]  # warp: flows start from this share of the context's motion (0: from zero); several: blended [0, inf)
 train_context = 10  # true frames before the predicted ones [1, inf)
+reverse = False  # also train on every training window played backwards (twice the windows)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
 cell = "conv"  # spatial Z: conv (ConvLSTM) or st (PredRNN's spatiotemporal LSTM); dense: the original's
 hidden = 64  # channels (conv, st) or units (dense) per layer [1, inf)
@@ -77,7 +79,7 @@ def check(cfg):
     if cfg.warp and "pixel_frames" in cfg.given:
         raise UserError("--pixel_frames picks which decoded frames are scored; --warp scores every moved "
                         "frame: leave --pixel_frames out with --warp")
-    if cfg.flow_prior and (not cfg.warp or cfg.train_context < 2):
+    if any(cfg.flow_prior) and (not cfg.warp or cfg.train_context < 2):
         raise UserError("--flow_prior starts the warp's flows from the motion between the last two context "
                         "frames: use it with --warp=true and --train_context of 2 or more")
     if "components" in cfg.given and cfg.loss != "mdn":
@@ -86,12 +88,15 @@ def check(cfg):
         raise UserError("--new_sequences draws new Moving MNIST sequences: use it with --dataset=mnist")
 
 
-def encode_windows(codec, cfg, split, clips, precision):
+def encode_windows(codec, cfg, split, clips, precision, reverse=False):
     """Z of every frame of ``clips`` (frames, lengths, cuts; see data/sequences.py) on the
     training device (mean, logvar, each (F, z_dim), encoded under ``precision``), the
-    windows into them (W, seq_len) and the frames themselves (uint8 tensor (F, C, H, W))."""
+    windows into them (W, seq_len), followed with ``reverse`` by the same windows played
+    backwards, and the frames themselves (uint8 tensor (F, C, H, W))."""
     frames, lengths, cuts, _ = clips
     index = windows(lengths, cuts, cfg.seq_len, cfg.frame_skip)
+    if reverse:
+        index = torch.cat([index, index.flip(1)])
     if len(index) == 0:
         raise UserError(f"no {split} window of {cfg.seq_len} frames {cfg.frame_skip} apart fits in "
                         f"{cfg.data_path} without crossing a cut: lower --seq_len or --frame_skip")
@@ -139,7 +144,7 @@ def main(argv=None):
                                       max_frames=cfg.max_frames,
                                       rng=np.random.default_rng([cfg.seed, 3, epoch]) if partial else None)
         train.update(zip(("mean", "logvar", "index", "frames"), encode_windows(codec, cfg, "train", clips,
-                                                                                precision)))
+                                                                                precision, cfg.reverse)))
         return [train["index"]]
 
     val_mean, val_logvar, val_index, val_frames = encode_windows(

@@ -18,6 +18,6 @@ train_vae_on_convs = dict(cae_checkpoint="checkpoints/film_dense/cae.pt",
                           hidden=1500)
 train_lstm = dict(vae_checkpoint="checkpoints/film_dense/vae_on_convs.pt",
                   checkpoint="checkpoints/film_dense/lstm.pt", cell="dense", hidden=512,
-                  layers=2, dropout=0.3, warp=False, flow_prior=0.0, loss="mse",
+                  layers=2, dropout=0.3, warp=False, flow_prior=[0.0], loss="mse",
                   epochs=8)
 sample_video = dict(lstm_checkpoint="checkpoints/film_dense/lstm.pt")

@@ -73,6 +73,20 @@ def warp_rollout(last, flows):
     return torch.stack(out, dim=1)
 
 
+def blend(moved, logits):
+    """The weighted mean of K moved versions of the same frames, ``moved`` (a list of K
+    tensors (B, T, C, H, W)), weighted per pixel by the softmax over K of ``logits``
+    (B, T, K, h, w), given on a coarser grid (Z's) and upsampled bilinearly: where the
+    motion is uncertain, the mean over its hypotheses (what squared error asks for).
+    (B, T, C, H, W) in ``moved``'s dtype."""
+    b, t, k = logits.shape[:3]
+    height, width = moved[0].shape[-2:]
+    weights = torch.softmax(F.interpolate(logits.flatten(0, 1), size=(height, width), mode="bilinear",
+                                          align_corners=False), dim=1)
+    weights = weights.to(moved[0].dtype).view(b, t, k, 1, height, width)
+    return sum(weights[:, :, i] * m for i, m in enumerate(moved))
+
+
 def with_prior(flows, motion, fraction):
     """Each step's flow ``flows`` (B, T, 2, h, w) plus ``fraction`` of ``motion`` (B, 2, h, w),
     the block-matched motion between the last two context frames: constant velocity at that
@@ -85,10 +99,13 @@ def with_prior(flows, motion, fraction):
 def constant_velocity(prev, last, steps, fraction, grid):
     """The frames after ``last`` (B, C, H, W) if it goes on moving by ``fraction`` of the
     motion block matching finds from ``prev`` to it (sub-pixel, on ``grid``) at every step:
-    the flow prior alone, no training. (B, steps, C, H, W) in [0, 1]."""
+    the flow prior alone, no training. With a list of fractions, the plain mean of the
+    frames each of them gives. (B, steps, C, H, W) in [0, 1]."""
     motion = block_motion(prev, last, grid=grid, subpixel=True)
     still = motion.new_zeros((len(last), steps, 2) + tuple(motion.shape[-2:]))
-    return warp_rollout(last, with_prior(still, motion, fraction)).clamp(0.0, 1.0)
+    fractions = fraction if isinstance(fraction, (list, tuple)) else [fraction]
+    moved = sum(warp_rollout(last, with_prior(still, motion, f)) for f in fractions) / len(fractions)
+    return moved.clamp(0.0, 1.0)
 
 
 @torch.no_grad()

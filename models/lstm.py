@@ -120,9 +120,13 @@ class LatentLSTM(nn.Module):
         flow: (spatial Z only) a second head predicts, on Z's grid, how far each part of
             the frame moves to the next one (in pixels): frames are then predicted by
             moving the last context frame (models/predict.py). It starts at zero.
-        flow_prior: (flow only) > 0: every step's flow starts from this fraction of the
-            sub-pixel motion block matching finds between the last two context frames
-            (see context_motion); the head learns what to add. 0: from zero.
+        flow_prior: (flow only) a share, or a list of shares, of the sub-pixel motion block
+            matching finds between the last two context frames (see context_motion): every
+            step's flow starts from that share of it (constant velocity), and the flow head
+            learns what to add. With several shares the last frame is moved at each of them
+            and a third head weighs the moved frames per cell of Z's grid (models/flow.py,
+            blend): a mean over motion hypotheses where the context does not tell which one
+            comes, starting from their plain mean. 0 or []: from zero.
     """
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
@@ -134,17 +138,20 @@ class LatentLSTM(nn.Module):
             raise ValueError(f"latent_shape {tuple(latent_shape)} does not hold z_dim {z_dim} numbers")
         if flow and latent_shape is None:
             raise ValueError("flow needs a spatial Z (latent_shape)")
-        if flow_prior and not flow:
+        listed = isinstance(flow_prior, (list, tuple))  # a number in checkpoints from before the blend
+        shares = [float(f) for f in flow_prior] if listed else [float(flow_prior)]
+        if any(shares) and not flow:
             raise ValueError("flow_prior starts the flow head's flows: it needs flow=True")
         if cell not in ("conv", "st"):
             raise ValueError(f"cell must be conv or st on a spatial Z, got {cell!r}")
         self.args = dict(z_dim=z_dim, hidden=hidden, layers=layers, dropout=dropout, output=output,
                          components=components, diffs=diffs,
                          latent_shape=None if latent_shape is None else list(latent_shape), flow=flow,
-                         flow_prior=flow_prior)
+                         flow_prior=list(shares) if listed else flow_prior)
         if cell != "conv":  # absent at the default, as in checkpoints from before the st cell
             self.args["cell"] = cell
-        self.flow, self.flow_prior = flow, flow_prior
+        shares = shares if any(shares) else []  # 0 alone: no prior
+        self.flow, self.flow_prior = flow, shares  # the shares, a list (empty: none)
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
         self.latent_shape = None if latent_shape is None else tuple(latent_shape)
         self.input_dropout = nn.Dropout(dropout)
@@ -162,6 +169,10 @@ class LatentLSTM(nn.Module):
                 self.flow_head = nn.Conv2d(hidden, 2, 1)
                 nn.init.zeros_(self.flow_head.weight)
                 nn.init.zeros_(self.flow_head.bias)
+            if len(shares) > 1:  # a weight per share and cell, from equal ones: the plain mean
+                self.blend_head = nn.Conv2d(hidden, len(shares), 1)
+                nn.init.zeros_(self.blend_head.weight)
+                nn.init.zeros_(self.blend_head.bias)
         # learned initial states, as in the original (and the st cell's first memory)
         self.h0 = nn.Parameter(torch.zeros(state_shape))
         self.c0 = nn.Parameter(torch.zeros(state_shape))
@@ -196,7 +207,8 @@ class LatentLSTM(nn.Module):
         The prediction is a dict of (B, T, ...) tensors: ``mean`` (B, T, z_dim) always (for
         mdn, the mixture's mean), ``log_sigma`` for gaussian; ``logits``, ``means``,
         ``log_sigmas`` (B, T, z_dim, K) for mdn; ``flow`` (B, T, 2, h, w) with a flow head
-        (x and y displacements in pixels on Z's grid, see models/flow.py).
+        (x and y displacements in pixels on Z's grid, see models/flow.py); ``blend``
+        (B, T, K, h, w) with several flow_prior shares (each share's log-weight per cell).
         """
         if state is None:
             state = self.initial_state(z.shape[0])
@@ -208,6 +220,8 @@ class LatentLSTM(nn.Module):
             b, t = h.shape[:2]
             grid = self.latent_shape[1:]
             extra["flow"] = self.flow_head(h.reshape(b * t, -1, *grid)).view(b, t, -1, *grid)
+            if len(self.flow_prior) > 1:
+                extra["blend"] = self.blend_head(h.reshape(b * t, -1, *grid)).view(b, t, -1, *grid)
         if self.output == "mean":
             return {"mean": raw + base, **extra}, state
         if self.output == "gaussian":

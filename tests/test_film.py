@@ -217,13 +217,13 @@ def test_film_report_scores_baselines_per_source_file(film, tmp_path):
                            n_sequences=1, context=2, horizon=2, eval_crops=2))
     report = json.load(open(tmp_path / "film_metrics.json"))
     assert set(report["baselines"]) == {"copy_last", "mean_frame", "last_reconstruction", "autoencoder",
-                                        "constant_velocity", "oracle_warp"}
+                                        "constant_velocity", "motion_mean", "oracle_warp"}
     assert set(report["per_source"]) == {"a.mp4", "b.mp4"} and report["eval_crops"] == 2
     # ratios to copy-last, each inside its bootstrap interval, resampled over distinct windows (not crops)
     ratios = report["mse_ratios"]
     assert ratios["distinct_windows"] * 2 == report["n_sequences"]  # two crops of each window
     mse = {"model": np.mean(report["model"]["mse"]), **{m: np.mean(v["mse"]) for m, v in report["baselines"].items()}}
-    for method in ("model", "constant_velocity", "oracle_warp"):
+    for method in ("model", "constant_velocity", "motion_mean", "oracle_warp"):
         low, high = ratios[method]["interval"]
         assert low <= ratios[method]["ratio"] <= high
         assert math.isclose(ratios[method]["ratio"], mse[method] / mse["copy_last"], rel_tol=1e-6)
@@ -505,11 +505,12 @@ def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, t
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", cell="dense", **common))
     with pytest.raises(UserError, match="--flow_prior starts the warp's flows"):
         train_lstm.main(argv(checkpoint=tmp_path / "d.pt", warp=False, flow_prior=0.3, **common))
-    # the film default: flows start from part of the sub-pixel block-matched motion, in
-    # training and sampling alike
+    # the film default: flows start from shares of the sub-pixel block-matched motion, whose
+    # moved frames a head blends, in training and sampling alike
     train_lstm.main(argv(checkpoint=tmp_path / "p.pt", epochs=1, **common))
-    args = torch.load(tmp_path / "p.pt", weights_only=True)["model_args"]
-    assert args["flow"] is True and args["flow_prior"] > 0
+    ckpt = torch.load(tmp_path / "p.pt", weights_only=True)
+    assert ckpt["model_args"]["flow"] is True and ckpt["model_args"]["flow_prior"] == [0.0, 0.4, 0.8, 1.2]
+    assert ckpt["model_state"]["blend_head.weight"].shape[0] == 4
     sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "p.pt", out_dir=tmp_path / "p",
                            context=2, horizon=2, n_sequences=1, eval_crops=1))
     assert (tmp_path / "p" / "film_sample_000.gif").exists()
@@ -524,8 +525,9 @@ def test_film_training_scores_the_moved_frames_sample_video_predicts(film):
     from data.sequences import film_clips, windows
     codec = load_film_codec(film["vae"], "cpu")
     model = load_model(torch.load(film["lstm"], weights_only=True))
-    assert model.flow and model.flow_prior > 0
+    assert model.flow and len(model.flow_prior) > 1
     torch.nn.init.normal_(model.flow_head.weight, std=0.3)  # flows that move the frame visibly
+    torch.nn.init.normal_(model.blend_head.weight, std=1.0)  # and weights that differ per cell
     clips = film_clips(film["data"], "val")
     index = windows(clips.lengths, clips.cuts, 4, 2)[:3]
     window = torch.from_numpy(clips.frames[index.numpy()])  # (3, 4, 3, 64, 64)
@@ -553,4 +555,55 @@ def test_constant_velocity_and_oracle_warp_on_a_known_shift():
     assert error(constant_velocity(prev, last, 2, 1.0, (4, 4))) < 0.01 * still  # the motion, again each step
     assert error(constant_velocity(prev, last, 2, 0.5, (4, 4))) > 0.1 * still  # half of it falls short
     assert torch.equal(constant_velocity(prev, last, 2, 0.0, (4, 4)), last[:, None].expand(-1, 2, -1, -1, -1))
+    # several shares: the plain mean of the frames each gives (here between still and the motion)
+    both = constant_velocity(prev, last, 2, [0.0, 1.0], (4, 4))
+    assert torch.allclose(both, (constant_velocity(prev, last, 2, 0.0, (4, 4))
+                                 + constant_velocity(prev, last, 2, 1.0, (4, 4))) / 2, atol=1e-6)
+    assert 0.1 * still < error(both) < 0.5 * still
     assert error(oracle_warp(last, future, (4, 4))) < 0.01 * still
+
+
+def test_blend_weighs_the_moved_frames_per_cell_and_starts_from_their_plain_mean(film):
+    from models.flow import blend, constant_velocity
+    from models.lstm import LatentLSTM
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 3, 8, 8), torch.rand(2, 3, 3, 8, 8)
+    assert torch.allclose(blend([a, b], torch.zeros(2, 3, 2, 2, 2)), (a + b) / 2)
+    logits = torch.zeros(2, 3, 2, 2, 2)
+    logits[:, :, 0] = 30.0  # all of a
+    assert torch.allclose(blend([a, b], logits), a, atol=1e-6)
+    logits[:, :, 0, :, 1] = -30.0  # the right-hand cells: all of b
+    mixed = blend([a, b], logits)
+    assert torch.allclose(mixed[..., :2], a[..., :2], atol=1e-5)
+    assert torch.allclose(mixed[..., 6:], b[..., 6:], atol=1e-5)
+    # one share (as in checkpoints that stored a number) has no blend head; 0 is no prior
+    assert LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True, flow_prior=0.4).flow_prior == [0.4]
+    assert not hasattr(LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True, flow_prior=[0.4]),
+                       "blend_head")
+    assert LatentLSTM(z_dim=32, hidden=4, latent_shape=(2, 4, 4), flow=True, flow_prior=[0.0]).flow_prior == []
+    # an untrained film model (zero flow and blend heads) predicts the shares' plain mean
+    codec = load_film_codec(film["vae"], "cpu")
+    shares = [0.0, 0.5, 1.0]
+    model = LatentLSTM(z_dim=codec.z_dim, hidden=8, layers=1, dropout=0.0, output="gaussian", diffs=True,
+                       latent_shape=codec.latent_shape, flow=True, flow_prior=shares).eval()
+    from data.sequences import film_clips
+    window = film_clips(film["data"], "val").frames[None, :5]
+    predicted = sample_video.predict(model, codec, window, 3, 2)[:, 3:]
+    frames = torch.from_numpy(window).float() / 255.0
+    expected = constant_velocity(frames[:, 1], frames[:, 2], 2, shares, codec.latent_shape[1:])
+    assert torch.allclose(predicted, expected, atol=1e-5)
+    assert not torch.allclose(expected, constant_velocity(frames[:, 1], frames[:, 2], 2, 0.5,
+                                                          codec.latent_shape[1:]), atol=1e-3)
+
+
+def test_reverse_adds_every_training_window_played_backwards(film):
+    from types import SimpleNamespace
+    from data.sequences import film_clips
+    codec = load_film_codec(film["vae"], torch.device("cpu"))
+    cfg = SimpleNamespace(seq_len=4, frame_skip=2, data_path=film["data"])
+    clips = film_clips(film["data"], "train")
+    forward = train_lstm.encode_windows(codec, cfg, "train", clips, "float32")
+    both = train_lstm.encode_windows(codec, cfg, "train", clips, "float32", reverse=True)
+    n = len(forward[2])
+    assert n > 0 and torch.equal(both[2][:n], forward[2]) and torch.equal(both[2][n:], forward[2].flip(1))
+    assert torch.equal(both[0], forward[0])  # the same frames' Z: only the windows are new

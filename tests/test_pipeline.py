@@ -62,7 +62,7 @@ def test_lstm_checkpoint_records_its_vae_and_reloads_identically(tiny):
     assert ckpt["vae_checkpoint"] == tiny["vae"] and ckpt["data_path"] == tiny["data"]
     assert ckpt["model_args"] == dict(z_dim=128, hidden=8, layers=1, dropout=0.0, output="mean",
                                       components=5, diffs=True, latent_shape=[2, 8, 8], flow=False,
-                                      flow_prior=0.0)
+                                      flow_prior=[0.0])
     assert ckpt["settings"]["rollout"] is True and ckpt["settings"]["train_context"] == 4
     assert ckpt["settings"]["cell"] == "conv" and ckpt["settings"]["pixel_frames"] == 4
     z = torch.randn(3, 5, 128)

@@ -8,7 +8,8 @@ with the oracle's (the motion block matching measures from the last context fram
 the true frame of that step): the least-squares slope and the correlation between them,
 the mean end-point error of constant velocity's flow and of standing still, and the
 oracle warp's MSE on the grid and per pixel; with ``lstm_checkpoint``, also the
-end-point error of that film model's flows. Scores the validation windows by default:
+end-point error of that film model's flows (with several motion hypotheses, their mean
+under the blend's weights). Scores the validation windows by default:
 the film branch's flow_prior is chosen there.
 
     python -m tools.motion_prior                   # the validation windows of data/film.h5
@@ -100,8 +101,10 @@ def main(argv=None):
             stats[key] += value
         if model is not None:
             z, _ = codec.encode(torch.from_numpy(clips.frames[index[s:s + cfg.batch, :cfg.context].numpy()]))
-            flows = predict_flows(model, codec, z, frames[:, :cfg.context], cfg.horizon).cumsum(1)
-            stats["model"] += flow_error(flows, oracle)
+            flows, logits = predict_flows(model, codec, z, frames[:, :cfg.context], cfg.horizon)
+            totals_k = torch.stack([f.cumsum(1) for f in flows], 2)  # (B, T, K, 2, h, w)
+            weights = torch.ones(1) if logits is None else torch.softmax(logits, 2).unsqueeze(3)
+            stats["model"] += flow_error((weights * totals_k).sum(2), oracle)  # the blend's mean flow
     n = len(index)
     print(f"{n} {cfg.split} windows of {cfg.data_path} ({cfg.context} in, {cfg.horizon} predicted, "
           f"frame skip {cfg.frame_skip}): mean MSE per frame; copy last {copy / n:.1f}")

@@ -29,7 +29,7 @@ out_dir = "samples/results"  # metrics and the table go here
 checkpoint_dir = "checkpoints/results"  # one LSTM checkpoint per variant
 # -----------------------------------------------------------------------------
 
-NO_WARP = {"warp": False, "flow_prior": 0.0}  # a no-op on Moving MNIST; on film, Z decoded instead of a warp
+NO_WARP = {"warp": False, "flow_prior": [0.0]}  # a no-op on Moving MNIST; on film, Z decoded instead of a warp
 VARIANTS = {  # name -> train_lstm.py settings that differ from its defaults
     "default": {},
     "original": {"rollout": False, "pixel_frames": 0, "diffs": False, **NO_WARP},
