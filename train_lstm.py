@@ -11,8 +11,8 @@ fixed crops of each frame (training) or the centre crop (validation); the film's
 are predicted by moving the last context frame by flows the LSTM predicts (warp), on top
 of part of the motion block matching measures between the last two context frames
 (flow_prior; with several shares, the moved frames blended per cell by a learned head),
-and training windows are also played backwards (reverse). Validates on the val split; writes the checkpoint (recording which encoder
-it was trained on) and the loss history.
+and training windows are also played backwards (reverse). Validates on the val split;
+writes the checkpoint (recording which encoder it was trained on) and the loss history.
 """
 import functools
 
