@@ -139,7 +139,7 @@ class LatentLSTM(nn.Module):
         if flow and latent_shape is None:
             raise ValueError("flow needs a spatial Z (latent_shape)")
         listed = isinstance(flow_prior, (list, tuple))  # a number in checkpoints from before the blend
-        shares = [float(f) for f in flow_prior] if listed else [float(flow_prior)]
+        shares = [float(f) for f in (flow_prior if listed else [flow_prior])]
         if any(shares) and not flow:
             raise ValueError("flow_prior starts the flow head's flows: it needs flow=True")
         if cell not in ("conv", "st"):
@@ -147,11 +147,11 @@ class LatentLSTM(nn.Module):
         self.args = dict(z_dim=z_dim, hidden=hidden, layers=layers, dropout=dropout, output=output,
                          components=components, diffs=diffs,
                          latent_shape=None if latent_shape is None else list(latent_shape), flow=flow,
-                         flow_prior=list(shares) if listed else flow_prior)
+                         flow_prior=shares if listed else flow_prior)
         if cell != "conv":  # absent at the default, as in checkpoints from before the st cell
             self.args["cell"] = cell
-        shares = shares if any(shares) else []  # 0 alone: no prior
-        self.flow, self.flow_prior = flow, shares  # the shares, a list (empty: none)
+        self.flow = flow
+        self.flow_prior = shares if any(shares) else []  # the shares, a list; 0 alone: none
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
         self.latent_shape = None if latent_shape is None else tuple(latent_shape)
         self.input_dropout = nn.Dropout(dropout)
@@ -169,8 +169,8 @@ class LatentLSTM(nn.Module):
                 self.flow_head = nn.Conv2d(hidden, 2, 1)
                 nn.init.zeros_(self.flow_head.weight)
                 nn.init.zeros_(self.flow_head.bias)
-            if len(shares) > 1:  # a weight per share and cell, from equal ones: the plain mean
-                self.blend_head = nn.Conv2d(hidden, len(shares), 1)
+            if len(self.flow_prior) > 1:  # a weight per share and cell, from equal ones: the plain mean
+                self.blend_head = nn.Conv2d(hidden, len(self.flow_prior), 1)
                 nn.init.zeros_(self.blend_head.weight)
                 nn.init.zeros_(self.blend_head.bias)
         # learned initial states, as in the original (and the st cell's first memory)
