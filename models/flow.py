@@ -7,6 +7,9 @@ the frame: each pixel p of the moved frame takes the value at p + flow(p).
 import torch
 import torch.nn.functional as F
 
+SUBPIXEL_STEPS = 2  # Lucas-Kanade steps after block matching (docs/results.md: 1 to 3 score alike on val)
+GRADIENT_FLOOR = 1e-4  # added to the gradient's squares: no shift where a window has no texture
+
 
 def warp(frames, flow):
     """Frames (B, C, H, W) moved by ``flow`` (B, 2, h, w): each pixel p takes the value at
@@ -27,11 +30,12 @@ def block_motion(prev, last, radius=6, box=9, grid=None, subpixel=False, chunk=3
     block matching: the shift d (x, y in pixels, |d| <= ``radius``) for which ``prev`` at
     p + d looks most like ``last`` at p, in grey over a ``box`` x ``box`` window, then
     averaged over such a window (and, with ``grid`` (h, w), over each cell of that grid).
-    ``subpixel``: the whole-pixel best shift is refined, along x and along y, to the
-    minimum of the parabola through its cost and its two neighbours' (at most half a
-    pixel either way); otherwise whole pixels. In warp's convention (B, 2, H, W) or
-    (B, 2, h, w): the same motion once more gives the next frame as warp(last, d). Works
-    on ``chunk`` frames at a time (its costs take chunk x (2 radius + 1)^2 x H x W floats)."""
+    ``subpixel``: the whole-pixel shifts are then refined by SUBPIXEL_STEPS Lucas-Kanade
+    steps (least squares on the brightness gradient of ``prev`` moved so far, over the
+    same window; at most a pixel each), which, unlike a curve fitted to the matching
+    costs, does not pull shifts towards whole pixels; otherwise whole pixels. In warp's
+    convention (B, 2, H, W) or (B, 2, h, w): the same motion once more gives the next
+    frame as warp(last, d). Works on ``chunk`` frames at a time (its costs take chunk x (2 radius + 1)^2 x H x W floats)."""
     if len(last) > chunk:
         return torch.cat([block_motion(p, q, radius, box, grid, subpixel, chunk)
                           for p, q in zip(prev.split(chunk), last.split(chunk))])
@@ -47,19 +51,32 @@ def block_motion(prev, last, radius=6, box=9, grid=None, subpixel=False, chunk=3
     best = costs.argmin(1, keepdim=True)  # the first of equal costs, dy then dx ascending
     row, col = best // side, best % side
     motion = torch.cat([col, row], dim=1).to(last.dtype) - radius
-    if subpixel:
-        def cost(r, c):
-            return costs.gather(1, r.clamp(0, side - 1) * side + c.clamp(0, side - 1))
-
-        centre = cost(row, col)
-        for axis, (before, after, inside) in enumerate((
-                (cost(row, col - 1), cost(row, col + 1), (col > 0) & (col < side - 1)),
-                (cost(row - 1, col), cost(row + 1, col), (row > 0) & (row < side - 1)))):
-            curve = before - 2 * centre + after
-            shift = 0.5 * (before - after) / curve.clamp_min(1e-12)
-            motion[:, axis:axis + 1] += torch.where(inside & (curve > 1e-12), shift.clamp(-0.5, 0.5), 0.0)
     motion = F.avg_pool2d(motion, box, stride=1, padding=box // 2, count_include_pad=False)
+    if subpixel:
+        motion = refine_motion(grey_prev, grey_last, motion, box)
     return motion if grid is None else F.adaptive_avg_pool2d(motion, tuple(grid))
+
+
+def refine_motion(prev, last, motion, box):
+    """``motion`` (B, 2, H, W) from grey ``prev`` to grey ``last`` (B, 1, H, W), refined by
+    SUBPIXEL_STEPS Lucas-Kanade steps: each moves ``prev`` by the
+    motion so far, and solves, per pixel over a ``box`` x ``box`` window, the least-squares
+    shift that its brightness gradient says would match ``last`` (at most a pixel a step);
+    then the motion is averaged over the window again, as block_motion's whole pixels are."""
+    def window(t):
+        return F.avg_pool2d(t, box, stride=1, padding=box // 2, count_include_pad=False)
+    for _ in range(SUBPIXEL_STEPS):
+        moved = warp(prev, motion)  # prev at p + motion(p)
+        gx, gy = torch.zeros_like(moved), torch.zeros_like(moved)
+        gx[..., 1:-1] = (moved[..., 2:] - moved[..., :-2]) / 2
+        gy[..., 1:-1, :] = (moved[..., 2:, :] - moved[..., :-2, :]) / 2
+        error = moved - last
+        xx, xy, yy = window(gx * gx) + GRADIENT_FLOOR, window(gx * gy), window(gy * gy) + GRADIENT_FLOOR
+        ex, ey = window(gx * error), window(gy * error)
+        det = xx * yy - xy * xy  # > 0: the floor keeps flat windows (no gradient) from moving
+        step = torch.cat([(xy * ey - yy * ex) / det, (xy * ex - xx * ey) / det], dim=1)
+        motion = motion + step.clamp(-1.0, 1.0)
+    return window(motion)
 
 
 def warp_rollout(last, flows):

@@ -420,6 +420,20 @@ def test_warp_moves_pixels_by_the_flow_and_repeats_the_edge():
     assert steps.shape == (2, 3, 1, 4, 4) and torch.equal(steps[:, 1, ..., :2], frames[..., 2:])
 
 
+def test_sub_pixel_motion_is_not_pulled_towards_whole_pixels():
+    """A picture moved by 0.3 and 1.7 px (whole pixels of a ten times finer picture, then
+    both frames averaged down alike): the refined motion finds both within 0.03 px (a
+    parabola through the matching costs gave 0.21 and 1.79)."""
+    from models.flow import block_motion
+    torch.manual_seed(0)
+    fine = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 24), size=(720, 720), mode="bicubic",
+                                           align_corners=False)
+    for shift in (3, 17):  # tenths of a pixel
+        prev, last = (torch.nn.functional.avg_pool2d(fine[..., 40:680, x:x + 640], 10) for x in (40, 40 + shift))
+        found = block_motion(prev, last, grid=(16, 16), subpixel=True)[..., 4:12, 4:12].mean((-2, -1))[0]
+        assert abs(found[0] - shift / 10) < 0.03 and found[1].abs() < 0.03, (shift, found)
+
+
 def test_block_motion_finds_a_shift_and_the_prior_continues_it():
     from models.flow import block_motion, warp, with_prior
     from models.lstm import LatentLSTM
@@ -560,7 +574,7 @@ def test_constant_velocity_and_oracle_warp_on_a_known_shift():
     assert torch.allclose(both, (constant_velocity(prev, last, 2, 0.0, (4, 4))
                                  + constant_velocity(prev, last, 2, 1.0, (4, 4))) / 2, atol=1e-6)
     assert 0.1 * still < error(both) < 0.5 * still
-    assert error(oracle_warp(last, future, (4, 4))) < 0.01 * still
+    assert error(oracle_warp(last, future, (4, 4))) < 0.02 * still  # the frame's edges reach in through the windows
 
 
 def test_blend_weighs_the_moved_frames_per_cell_and_starts_from_their_plain_mean(film):
