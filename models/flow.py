@@ -24,6 +24,12 @@ def warp(frames, flow):
     return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def box_mean(t, box):
+    """The mean of ``t`` (B, C, H, W) over the ``box`` x ``box`` window around each pixel
+    (the part of it inside the frame)."""
+    return F.avg_pool2d(t, box, stride=1, padding=box // 2, count_include_pad=False)
+
+
 @torch.no_grad()
 def block_motion(prev, last, radius=6, box=9, grid=None, subpixel=False, chunk=32):
     """How far the content of ``last`` (B, C, H, W) moved since ``prev``, per pixel, by
@@ -35,7 +41,8 @@ def block_motion(prev, last, radius=6, box=9, grid=None, subpixel=False, chunk=3
     same window; at most a pixel each), which, unlike a curve fitted to the matching
     costs, does not pull shifts towards whole pixels; otherwise whole pixels. In warp's
     convention (B, 2, H, W) or (B, 2, h, w): the same motion once more gives the next
-    frame as warp(last, d). Works on ``chunk`` frames at a time (its costs take chunk x (2 radius + 1)^2 x H x W floats)."""
+    frame as warp(last, d). Works on ``chunk`` frames at a time (its costs take chunk x
+    (2 radius + 1)^2 x H x W floats)."""
     if len(last) > chunk:
         return torch.cat([block_motion(p, q, radius, box, grid, subpixel, chunk)
                           for p, q in zip(prev.split(chunk), last.split(chunk))])
@@ -44,14 +51,14 @@ def block_motion(prev, last, radius=6, box=9, grid=None, subpixel=False, chunk=3
     padded = F.pad(grey_prev, (radius,) * 4, mode="replicate")
     side = 2 * radius + 1
     costs = torch.stack([
-        F.avg_pool2d((padded[..., radius + dy:radius + dy + height, radius + dx:radius + dx + width]
-                      - grey_last).abs(), box, stride=1, padding=box // 2, count_include_pad=False)[:, 0]
+        box_mean((padded[..., radius + dy:radius + dy + height, radius + dx:radius + dx + width]
+                  - grey_last).abs(), box)[:, 0]
         + 1e-4 * (dx * dx + dy * dy)  # ties: the shorter
         for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)], dim=1)
     best = costs.argmin(1, keepdim=True)  # the first of equal costs, dy then dx ascending
     row, col = best // side, best % side
     motion = torch.cat([col, row], dim=1).to(last.dtype) - radius
-    motion = F.avg_pool2d(motion, box, stride=1, padding=box // 2, count_include_pad=False)
+    motion = box_mean(motion, box)
     if subpixel:
         motion = refine_motion(grey_prev, grey_last, motion, box)
     return motion if grid is None else F.adaptive_avg_pool2d(motion, tuple(grid))
@@ -59,24 +66,23 @@ def block_motion(prev, last, radius=6, box=9, grid=None, subpixel=False, chunk=3
 
 def refine_motion(prev, last, motion, box):
     """``motion`` (B, 2, H, W) from grey ``prev`` to grey ``last`` (B, 1, H, W), refined by
-    SUBPIXEL_STEPS Lucas-Kanade steps: each moves ``prev`` by the
-    motion so far, and solves, per pixel over a ``box`` x ``box`` window, the least-squares
-    shift that its brightness gradient says would match ``last`` (at most a pixel a step);
-    then the motion is averaged over the window again, as block_motion's whole pixels are."""
-    def window(t):
-        return F.avg_pool2d(t, box, stride=1, padding=box // 2, count_include_pad=False)
+    SUBPIXEL_STEPS Lucas-Kanade steps: each moves ``prev`` by the motion so far and solves,
+    per pixel over a ``box`` x ``box`` window, the least-squares shift that its brightness
+    gradient says would match ``last`` (at most a pixel a step); then the motion is
+    averaged over the window again, as block_motion's whole pixels are."""
     for _ in range(SUBPIXEL_STEPS):
         moved = warp(prev, motion)  # prev at p + motion(p)
         gx, gy = torch.zeros_like(moved), torch.zeros_like(moved)
         gx[..., 1:-1] = (moved[..., 2:] - moved[..., :-2]) / 2
         gy[..., 1:-1, :] = (moved[..., 2:, :] - moved[..., :-2, :]) / 2
         error = moved - last
-        xx, xy, yy = window(gx * gx) + GRADIENT_FLOOR, window(gx * gy), window(gy * gy) + GRADIENT_FLOOR
-        ex, ey = window(gx * error), window(gy * error)
+        xx, xy, yy = (box_mean(g, box) for g in (gx * gx, gx * gy, gy * gy))
+        xx, yy = xx + GRADIENT_FLOOR, yy + GRADIENT_FLOOR
+        ex, ey = box_mean(gx * error, box), box_mean(gy * error, box)
         det = xx * yy - xy * xy  # > 0: the floor keeps flat windows (no gradient) from moving
         step = torch.cat([(xy * ey - yy * ex) / det, (xy * ex - xx * ey) / det], dim=1)
         motion = motion + step.clamp(-1.0, 1.0)
-    return window(motion)
+    return box_mean(motion, box)
 
 
 def warp_rollout(last, flows):
