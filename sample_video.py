@@ -10,6 +10,7 @@ baselines. With --video it predicts the continuation of any video file instead.
 Everything else it needs comes from the LSTM checkpoint: encoder, dataset, frame skip.
 """
 import os
+import time
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch
 from data.branches import BRANCHES
 from data.sequences import window_clips, windows
 from data.video import open_video, read_window
-from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path
+from models.checkpoints import check_lineage, load_checkpoint, load_model, recorded_path, stage_times
 from models.flow import constant_velocity, oracle_warp
 from models.predict import constant_velocity_share, predict_full_size, predict_window
 from utils.errors import UserError, run_cli
@@ -272,7 +273,10 @@ def main(argv=None):
                   "lstm_checkpoint": cfg.lstm_checkpoint,
                   "per_source": {g: {"windows": groups.count(g), **s} for g, s in scores.items()}
                   if len(scores) > 1 else {},
-                  "mse_ratios": ratio_intervals(errors, distinct)}
+                  "mse_ratios": ratio_intervals(errors, distinct),
+                  "stages": stage_times(lstm_ckpt, cfg.lstm_checkpoint)
+                  + [{"stage": "sample_video.py", "presets": list(cfg.presets),
+                      "seconds": round(time.time() - cfg.started, 2)}]}
         path = write_report(cfg.out_dir, metrics_name, report)
         base = report["baselines"]
         print(f"scored {len(frames)} {cfg.split} windows ({context} in, {horizon} predicted, frame skip "
@@ -286,6 +290,9 @@ def main(argv=None):
         print(f"  MSE over copy last's, 95% bootstrap interval over {ratios['distinct_windows']} distinct windows: "
               + "; ".join(f"{m} {r['ratio']:.3f} ({r['interval'][0]:.3f}-{r['interval'][1]:.3f})"
                           for m, r in ratios.items() if m in ("model",) + MOTION_BASELINES))
+        print("  wall time per stage: " + ", ".join(
+            f"{st['stage']} {st['seconds']:.0f} s" if st["seconds"] is not None else f"{st['stage']} not recorded"
+            for st in report["stages"]) + " (the dataset's own stage is not timed)")
         for g, s in report["per_source"].items():
             print(f"  {g}: {s['windows']} windows, MSE {np.mean(s['model']['mse']):.1f} (copy last "
                   f"{np.mean(s['copy_last']['mse']):.1f}), SSIM {np.mean(s['model']['ssim']):.3f} "

@@ -5,8 +5,9 @@ Keys: ``model_kind`` and ``model_args`` (see build_model), ``model_state`` (the 
 epoch's weights, which a resumed run continues from), ``best_state`` and ``best_epoch``
 (the weights of the epoch with the lowest validation loss, which later stages and
 sampling use), ``optimizer_state``, ``epoch`` (epochs done), ``history``, ``best_val_loss``,
-``settings`` (the run's resolved settings), ``presets`` (preset files applied), and for
-later stages the paths of the checkpoints and dataset they were trained on.
+``settings`` (the run's resolved settings), ``presets`` (preset files applied),
+``stage_seconds`` (the stage's wall time up to its last epoch, summed over resumed runs),
+and for later stages the paths of the checkpoints and dataset they were trained on.
 """
 import os
 
@@ -97,6 +98,27 @@ def recorded_path(ckpt, ckpt_path, key):
         return path
     beside = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), from_here))
     return beside if os.path.exists(beside) else path
+
+
+def stage_times(ckpt, ckpt_path):
+    """What made ``ckpt`` and each checkpoint it was trained on, upstream first: a list of
+    {"stage", "checkpoint", "epochs", "presets", "seconds"} (seconds None where a checkpoint
+    predates the record). Upstream checkpoints no longer where recorded are left out."""
+    found, queue = {}, [(ckpt_path, ckpt)]
+    while queue:
+        path, entry = queue.pop()
+        found[os.path.abspath(path)] = {
+            "stage": WRITTEN_BY.get(entry.get("model_kind"), "?"), "checkpoint": path,
+            "epochs": entry.get("epoch"), "presets": list(entry.get("presets", [])),
+            "seconds": entry.get("stage_seconds")}
+        for key in sorted(k for k in entry if k.endswith("_checkpoint") and isinstance(entry[k], str)):
+            upstream = recorded_path(entry, path, key)
+            if os.path.abspath(upstream) not in found and os.path.isfile(upstream):
+                try:
+                    queue.append((upstream, torch.load(upstream, map_location="cpu", weights_only=True)))
+                except Exception:  # unreadable now: its own stage says so when it is used
+                    continue
+    return list(found.values())[::-1]
 
 
 def check_lineage(ckpt, ckpt_path, key, path, made_by):

@@ -230,6 +230,10 @@ def test_film_report_scores_baselines_per_source_file(film, tmp_path):
     assert ratios["oracle_warp"]["ratio"] < 1  # a warp that knows the future beats a still frame
     assert sum(s["windows"] for s in report["per_source"].values()) == report["n_sequences"] > 0
     assert all(len(s["model"]["mse"]) == 2 for s in report["per_source"].values())
+    # the five stages behind the scored model, upstream first, each with its wall time
+    assert [s["stage"] for s in report["stages"]] == ["train_cae.py", "train_deconv.py", "train_vae_on_convs.py",
+                                                      "train_lstm.py", "sample_video.py"]
+    assert all(s["seconds"] > 0 for s in report["stages"])
     # the film's training blocks score the same way, into a report of their own
     sample_video.main(argv(dataset="film", lstm_checkpoint=film["lstm"], out_dir=tmp_path,
                            n_sequences=1, context=2, horizon=2, eval_crops=2, split="train"))

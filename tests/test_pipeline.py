@@ -199,6 +199,9 @@ def test_resume_continues_from_the_last_checkpoint(tiny, tmp_path):
     resumed = torch.load(tmp_path / "v.pt", weights_only=True)
     assert resumed["epoch"] == 2 and len(resumed["history"]["train_loss"]) == 2
     assert resumed["history"]["train_loss"][0] == first["history"]["train_loss"][0]
+    # the stage's time adds the first run's to the resumed run's (its epoch at least)
+    assert first["stage_seconds"] >= first["history"]["seconds"][0] > 0
+    assert resumed["stage_seconds"] >= first["stage_seconds"] + resumed["history"]["seconds"][1]
     with pytest.raises(UserError, match="cannot resume from .*use the same settings"):
         train_vcae.main(argv(**{**common, "epochs": 3, "resume": True, "latent_channels": 3}))
 
@@ -234,6 +237,13 @@ def test_sample_video_scores_the_training_windows_beside_the_test_ones(tiny, tmp
     assert (test["split"], test["n_sequences"]) == ("test", 8)  # the tiny test split holds 8
     assert (train["split"], train["n_sequences"]) == ("train", 20)
     assert train["model"]["mse"] != test["model"]["mse"]
+    # what made the scored model, upstream first, with each stage's wall time
+    stages = test["stages"]
+    assert [st["stage"] for st in stages] == ["train_vcae.py", "train_lstm.py", "sample_video.py"]
+    assert [st.get("checkpoint") for st in stages[:2]] == [str(tiny["vae"]), str(tiny["lstm"])]
+    lstm = torch.load(tiny["lstm"], weights_only=True)
+    assert stages[1]["seconds"] == lstm["stage_seconds"] and stages[1]["epochs"] == lstm["epoch"]
+    assert all(st["seconds"] > 0 for st in stages)
     assert sorted(p.name for p in tmp_path.glob("mm_sample_train_*.gif")) == [
         "mm_sample_train_000.gif", "mm_sample_train_001.gif"]
     assert (tmp_path / "mm_sample_000.gif").exists()  # the test split's GIFs are still there

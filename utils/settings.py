@@ -31,6 +31,7 @@ import math
 import os
 import re
 import sys
+import time
 import tokenize
 
 from utils.errors import UserError
@@ -46,10 +47,12 @@ class Settings(dict):
     """A dict of setting name -> value, also readable and writable as attributes (``cfg.lr``).
 
     ``presets`` (an attribute, not a setting) lists the preset files that were applied;
-    ``given``, the names a preset or the shell set (the rest hold their defaults)."""
+    ``given``, the names a preset or the shell set (the rest hold their defaults);
+    ``started``, when the settings were read (the stage's start, for its recorded time)."""
 
     presets = ()
     given = frozenset()
+    started = 0.0
 
     def __getattr__(self, name):
         try:
@@ -58,7 +61,7 @@ class Settings(dict):
             raise AttributeError(name) from None
 
     def __setattr__(self, name, value):
-        if name in ("presets", "given"):
+        if name in ("presets", "given", "started"):
             object.__setattr__(self, name, value)
         else:
             self[name] = value
@@ -268,6 +271,7 @@ def parse_settings(script_path, module_globals, argv=None, choices=None, derived
         UserError for an unknown name, a missing value, a wrong type, a value out of its
         range or a bad choice; SystemExit(0) after printing the list for ``--help``.
     """
+    started = time.time()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     choices = choices or {}
     script = os.path.basename(script_path)
@@ -342,6 +346,7 @@ def parse_settings(script_path, module_globals, argv=None, choices=None, derived
             derived_names.add(name)
     cfg.presets = list(presets)
     cfg.given = frozenset(given)
+    cfg.started = started
     if want_help:
         print(format_help(script, spec, cfg, derived_names, presets))
         raise SystemExit(0)

@@ -79,9 +79,10 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
     history = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": [], "train_seconds": [], "lr": []}
     if channels_last:
         to_channels_last(model)
-    start, best = 0, None
+    start, best, earlier_seconds = 0, None, 0.0
     if resume and os.path.isfile(checkpoint):
         start, saved, ckpt = resume_state(checkpoint, model, optimizer, made_by)
+        earlier_seconds = ckpt.get("stage_seconds", 0.0)
         history.update({key: saved.get(key, [""] * start) for key in history})  # older ones lack a column
         if start >= epochs:
             print(f"{checkpoint} is already trained for {start} epochs (--epochs={epochs}): "
@@ -151,6 +152,8 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
             "random_state": random_state(),
             "presets": list(getattr(settings, "presets", ())),
             "channels_last": channels_last,
+            # the stage's time so far, from its settings being read, over every run resumed
+            "stage_seconds": round(earlier_seconds + time.time() - getattr(settings, "started", time.time()), 2),
             **(extra or {}),
         })
         write_history_csv(os.path.join(out_dir, f"{stem}_loss.csv"), history)
