@@ -43,7 +43,6 @@ rollout = True  # after train_context true frames, feed the LSTM its own predict
 skip = False  # decode predictions as the last context frame plus the decoded change (not with warp)
 warp = False  # predict frames as the last context frame moved by flows predicted on Z's grid (spatial Z)
 flow_prior = [0.0]  # warp: flows start from this share of the context's motion (0: from zero); several: blended [0, inf)
-motion_input = False  # flow_prior: the flow and blend heads also see the context's measured motion per cell
 train_context = 10  # true frames before the predicted ones [1, inf)
 reverse = False  # also train on every training window played backwards (twice the windows)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
@@ -83,8 +82,6 @@ def check(cfg):
     if any(cfg.flow_prior) and (not cfg.warp or cfg.train_context < 2):
         raise UserError("--flow_prior starts the warp's flows from the motion between the last two context "
                         "frames: use it with --warp=true and --train_context of 2 or more")
-    if cfg.motion_input and not any(cfg.flow_prior):
-        raise UserError("--motion_input feeds the warp's heads the context's motion: use it with a --flow_prior")
     if "components" in cfg.given and cfg.loss != "mdn":
         raise UserError(f"--components sizes the mixture of --loss=mdn, not --loss={cfg.loss}")
     if cfg.new_sequences and cfg.dataset != "mnist":
@@ -165,8 +162,7 @@ def main(argv=None):
                        dropout=cfg.dropout, output={"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[cfg.loss],
                        components=cfg.components, diffs=cfg.diffs,
                        latent_shape=codec.latent_shape if cfg.cell != "dense" else None,
-                       flow=cfg.warp, flow_prior=cfg.flow_prior, cell="st" if cfg.cell == "st" else "conv",
-                       motion_input=cfg.motion_input).to(dev)
+                       flow=cfg.warp, flow_prior=cfg.flow_prior, cell="st" if cfg.cell == "st" else "conv").to(dev)
     if cfg.skip or cfg.warp:  # start from "no change": with the skip, or a flow of zero, a copy of the last frame
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)

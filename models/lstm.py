@@ -15,14 +15,12 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from models.flow import block_motion
 
 OUTPUTS = ("mean", "gaussian", "mdn")
 CELLS = ("conv", "st", "dense")
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 3.0
-MOTION_FEATURES = 5  # motion_terms: motion x, y, its size, change, texture
 
 
 def bounded_log_sigma(raw):
@@ -129,14 +127,10 @@ class LatentLSTM(nn.Module):
             and a third head weighs the moved frames per cell of Z's grid (models/flow.py,
             blend): a mean over motion hypotheses where the context does not tell which one
             comes, starting from their plain mean. 0 or []: from zero.
-        motion_input: (flow_prior only) the flow and blend heads also see, per cell of Z's
-            grid, the context's measured motion, its size, how much the last two context
-            frames differ and how textured the last one is (motion_terms): a small conv net
-            on those adds to both heads' outputs, from zero.
     """
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
-                 diffs=False, latent_shape=None, flow=False, flow_prior=0.0, cell="conv", motion_input=False):
+                 diffs=False, latent_shape=None, flow=False, flow_prior=0.0, cell="conv"):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -150,17 +144,12 @@ class LatentLSTM(nn.Module):
             raise ValueError("flow_prior starts the flow head's flows: it needs flow=True")
         if cell not in ("conv", "st"):
             raise ValueError(f"cell must be conv or st on a spatial Z, got {cell!r}")
-        if motion_input and not any(shares):
-            raise ValueError("motion_input feeds the heads the context's motion: it needs a flow_prior")
         self.args = dict(z_dim=z_dim, hidden=hidden, layers=layers, dropout=dropout, output=output,
                          components=components, diffs=diffs,
                          latent_shape=None if latent_shape is None else list(latent_shape), flow=flow,
                          flow_prior=shares if listed else flow_prior)
         if cell != "conv":  # absent at the default, as in checkpoints from before the st cell
             self.args["cell"] = cell
-        if motion_input:  # likewise
-            self.args["motion_input"] = True
-        self.motion_input = motion_input
         self.flow = flow
         self.flow_prior = shares if any(shares) else []  # the shares, a list; 0 alone: none
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
@@ -184,12 +173,6 @@ class LatentLSTM(nn.Module):
                 self.blend_head = nn.Conv2d(hidden, len(self.flow_prior), 1)
                 nn.init.zeros_(self.blend_head.weight)
                 nn.init.zeros_(self.blend_head.bias)
-            if motion_input:  # flow (2) and, with several shares, their log-weights, from zero
-                shares_out = len(self.flow_prior) if len(self.flow_prior) > 1 else 0
-                self.motion_head = nn.Sequential(nn.Conv2d(MOTION_FEATURES, 32, 3, padding=1), nn.ReLU(),
-                                                 nn.Conv2d(32, 2 + shares_out, 1))
-                nn.init.zeros_(self.motion_head[2].weight)
-                nn.init.zeros_(self.motion_head[2].bias)
         # learned initial states, as in the original (and the st cell's first memory)
         self.h0 = nn.Parameter(torch.zeros(state_shape))
         self.c0 = nn.Parameter(torch.zeros(state_shape))
@@ -217,21 +200,6 @@ class LatentLSTM(nn.Module):
         """The sub-pixel block-matched motion from ``prev`` to ``last`` (B, C, H, W), the last
         two context frames, on Z's grid (B, 2, h, w): what flow_prior starts from."""
         return block_motion(prev, last, grid=self.latent_shape[1:], subpixel=True)
-
-    def motion_terms(self, prev, last, motion):
-        """What the motion head adds, from the last two context frames ``prev``, ``last``
-        (B, C, H, W) and the measured motion between them on Z's grid ``motion`` (B, 2, h, w):
-        a flow (B, 1, 2, h, w) added to every step's, and the shares' log-weights
-        (B, 1, K, h, w; None with one share), from per-cell features: the motion, its size,
-        the mean change from ``prev`` to ``last`` and the last frame's mean gradient (both
-        times 10, to the motion's scale)."""
-        grid = self.latent_shape[1:]
-        change = F.adaptive_avg_pool2d((last - prev).abs().mean(1, keepdim=True), grid)
-        texture = (F.adaptive_avg_pool2d(last.diff(dim=-1).abs().mean(1, keepdim=True), grid)
-                   + F.adaptive_avg_pool2d(last.diff(dim=-2).abs().mean(1, keepdim=True), grid))
-        features = torch.cat([motion, motion.norm(dim=1, keepdim=True), 10 * change, 10 * texture], dim=1)
-        out = self.motion_head(features.to(last.dtype)).unsqueeze(1)
-        return out[:, :, :2], out[:, :, 2:] if out.shape[2] > 2 else None
 
     def forward(self, z, state=None):
         """z (B, T, z_dim) -> (prediction of each next Z, LSTM state after the last step).

@@ -41,7 +41,7 @@ def frames_from_outputs(model, codec, out, last, prev=None, z_last=None, steps=N
             always move the frame through every step.
     """
     if model.flow:
-        return moved_frames(last, *step_flows(model, out, last, prev))
+        return moved_frames(last, step_flows(model, out, last, prev), out.get("blend"))
     z = out["z"] if steps is None else out["z"][:, steps]
     b, t = z.shape[:2]
     skip_from = None if z_last is None else (z_last.repeat_interleave(t, 0), last.repeat_interleave(t, 0))
@@ -51,20 +51,11 @@ def frames_from_outputs(model, codec, out, last, prev=None, z_last=None, steps=N
 def step_flows(model, out, last, prev=None):
     """Each predicted step's flow in pixels on Z's grid, one (B, S, 2, h, w) per share of
     the model's flow prior (a list; one entry without a prior): the flow head's output plus
-    that share of the motion from ``prev`` to ``last``; and the blend head's log-weights of
-    the shares (B, S, K, h, w), None with one share. A model that sees the context's
-    motion (LatentLSTM.motion_terms) adds its terms to both."""
-    logits = out.get("blend")
+    that share of the motion from ``prev`` to ``last``."""
     if not model.flow_prior:
-        return [out["flow"]], logits
+        return [out["flow"]]
     motion = model.context_motion(prev, last)
-    flow = out["flow"]
-    if model.motion_input:
-        more_flow, more_logits = model.motion_terms(prev, last, motion)
-        flow = flow + more_flow.to(flow.dtype)
-        if more_logits is not None:
-            logits = logits + more_logits.to(logits.dtype)
-    return [with_prior(flow, motion, share) for share in model.flow_prior], logits
+    return [with_prior(out["flow"], motion, share) for share in model.flow_prior]
 
 
 def moved_frames(last, flows, logits=None):
@@ -86,8 +77,8 @@ def predict_flows(model, codec, z_context, context_frames, horizon):
     out = model.unroll(z, horizon)
     first = z.shape[1] - 1
     out = {k: v[:, first:] for k, v in out.items()}
-    flows, logits = step_flows(model, out, seen[:, -1], seen[:, 0] if seen.shape[1] > 1 else None)
-    return [f.float().cpu() for f in flows], None if logits is None else logits.float().cpu()
+    flows = step_flows(model, out, seen[:, -1], seen[:, 0] if seen.shape[1] > 1 else None)
+    return [f.float().cpu() for f in flows], out["blend"].float().cpu() if "blend" in out else None
 
 
 @torch.no_grad()
