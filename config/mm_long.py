@@ -3,9 +3,9 @@ PredRNN's spatiotemporal LSTM (two layers of 64 channels) trained on 20,000 new 
 every epoch, in one cosine schedule of 10 epochs with AdamW's decoupled weight decay of
 0.1: 61.7 MSE per frame, the four stages in 2 h 15 min on a 2-core Zen 4 EPYC with
 AVX512-BF16 (LSTM epochs of 675-766 s). The cell and its size were chosen on val at these
-sizes (docs/results.md); ten epochs are what fits 2.5 hours there. Stop it at any point; the same
-command with --resume=true goes on where it stopped, on the same schedule. Its files sit
-beside the defaults' (data/mm_long.h5, checkpoints/long/, samples/long/).
+sizes (docs/results.md); ten epochs are what fits 2.5 hours there. Stop it at any point;
+the same command with --resume=true goes on where it stopped, on the same schedule. Its
+files sit beside the defaults' (data/mm_long.h5, checkpoints/long/, samples/long/).
 
     python moving_mnist.py config/mm_long.py
     python train_vcae.py config/mm_long.py

@@ -115,7 +115,9 @@ def stage_times(ckpt, ckpt_path):
             upstream = recorded_path(entry, path, key)
             if os.path.abspath(upstream) not in found and os.path.isfile(upstream):
                 try:
-                    queue.append((upstream, torch.load(upstream, map_location="cpu", weights_only=True)))
+                    # memory-mapped: only the entries are read, not the weights
+                    queue.append((upstream, torch.load(upstream, map_location="cpu", weights_only=True,
+                                                       mmap=True)))
                 except Exception:  # unreadable now: its own stage says so when it is used
                     continue
     return list(found.values())[::-1]
