@@ -65,7 +65,7 @@ BRANCHES = {  # the reasons for these values, and their validation scores: docs/
     "film": Branch(name="film", made_by=FILM_MADE_BY, data_path="data/film.h5",
                    encoder_checkpoint="checkpoints/film_vae_on_convs.pt", lstm_checkpoint="checkpoints/film_lstm.pt",
                    seq_len=10, frame_skip=3, batch_size=16, epochs=2, lr=2e-3, weight_decay=0.0, loss="kl",
-                   context=5, horizon=5, warp=True, flow_prior=[0.0, 0.4, 0.8, 1.2], reverse=True,
+                   context=5, horizon=5, warp=True, flow_prior=[-0.4, 0.0, 0.4, 0.8, 1.2], reverse=True,
                    training_crops=3, eval_crops=4,
                    sample_prefix="film_sample", metrics_name="film_metrics",
                    read_clips=film_clips, frame_count=film_frame_count, load_codec=load_film_codec),

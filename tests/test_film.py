@@ -527,8 +527,8 @@ def test_warp_trains_a_flow_head_that_starts_as_a_copy_of_the_last_frame(film, t
     # moved frames a head blends, in training and sampling alike
     train_lstm.main(argv(checkpoint=tmp_path / "p.pt", epochs=1, **common))
     ckpt = torch.load(tmp_path / "p.pt", weights_only=True)
-    assert ckpt["model_args"]["flow"] is True and ckpt["model_args"]["flow_prior"] == [0.0, 0.4, 0.8, 1.2]
-    assert ckpt["model_state"]["blend_head.weight"].shape[0] == 4
+    assert ckpt["model_args"]["flow"] is True and ckpt["model_args"]["flow_prior"] == [-0.4, 0.0, 0.4, 0.8, 1.2]
+    assert ckpt["model_state"]["blend_head.weight"].shape[0] == 5
     sample_video.main(argv(dataset="film", lstm_checkpoint=tmp_path / "p.pt", out_dir=tmp_path / "p",
                            context=2, horizon=2, n_sequences=1, eval_crops=1))
     assert (tmp_path / "p" / "film_sample_000.gif").exists()
@@ -573,6 +573,8 @@ def test_constant_velocity_and_oracle_warp_on_a_known_shift():
     assert error(constant_velocity(prev, last, 2, 1.0, (4, 4))) < 0.01 * still  # the motion, again each step
     assert error(constant_velocity(prev, last, 2, 0.5, (4, 4))) > 0.1 * still  # half of it falls short
     assert torch.equal(constant_velocity(prev, last, 2, 0.0, (4, 4)), last[:, None].expand(-1, 2, -1, -1, -1))
+    back = constant_velocity(prev, last, 1, -1.0, (4, 4))[:, 0]  # a share below 0 moves against the motion
+    assert float((back[inner] - prev[inner]).pow(2).mean()) < 0.01 * still
     # several shares: the plain mean of the frames each gives (here between still and the motion)
     both = constant_velocity(prev, last, 2, [0.0, 1.0], (4, 4))
     assert torch.allclose(both, (constant_velocity(prev, last, 2, 0.0, (4, 4))
