@@ -7,7 +7,9 @@ settings (the spatial VAE at batch 128; the conv LSTM with its pixel loss throug
 frozen decoder at batch 32) on random data, each option against plain eager float32 on
 the same machine in the same run, and says whether each gave the same loss; then
 train_lstm's encoding of frames to Z in float32 and in bfloat16. An option is worth
-keeping only with a ratio clearly above 1.
+keeping only with a ratio clearly above 1. It also splits an LSTM step's time, in
+float32 and in bfloat16: the rollout's forward, its backward, and the pixel loss's
+decoding (lstm_step_parts).
 """
 import json
 import time
@@ -37,7 +39,7 @@ def vae_setup(memory_format=torch.contiguous_format):
     return model, lambda m: vae_loss(m, x, 1)
 
 
-def lstm_setup(memory_format=torch.contiguous_format):
+def lstm_setup(memory_format=torch.contiguous_format, pixel_frames=4):
     torch.manual_seed(0)
     vae = to_format(ConvVAE(base_width=train_vcae.base_width, n_down=train_vcae.n_down,
                             latent_channels=train_vcae.latent_channels), memory_format)
@@ -51,8 +53,34 @@ def lstm_setup(memory_format=torch.contiguous_format):
     def loss(m):
         torch.manual_seed(1)  # the same pick of pixel frames every step
         return sequence_loss(m, (mean, logvar, index), loss="mse", context=10, rollout=True,
-                             pixel_frames=4, codec=codec, frames=frames)
+                             pixel_frames=pixel_frames, codec=codec, frames=frames)
     return model, loss
+
+
+def seconds_per_call(fn, calls=STEPS):
+    """Mean seconds of ``fn()`` after two warm-up calls."""
+    fn(), fn()
+    began = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - began) / calls
+
+
+def lstm_step_parts(bf16=False):
+    """Where a train_lstm.py step's time goes, at the Quick start's sizes (lstm_setup) in
+    channels-last as train_lstm.py runs: seconds of the conv LSTM's rollout forward, of
+    its backward and the update (a step whose loss is on Z only, less that forward), and
+    of what the pixel loss adds (decoding the predicted frames, their loss and backward:
+    a full step less the step on Z)."""
+    precision = "bfloat16" if bf16 else "float32"
+    model, z_loss = lstm_setup(torch.channels_last, pixel_frames=0)
+    with torch.no_grad(), autocast(model, precision):
+        forward = seconds_per_call(lambda: z_loss(model))
+    on_z = 1 / steps_per_second(model, z_loss, bf16)[0]
+    full = 1 / steps_per_second(*lstm_setup(torch.channels_last), bf16)[0]
+    parts = {"rollout forward": forward, "rollout backward and update": on_z - forward,
+             "pixel frames: decoding, loss, backward": full - on_z}
+    return {"step_seconds": round(full, 4), **{k: round(v, 4) for k, v in parts.items()}}
 
 
 def steps_per_second(model, loss_fn, bf16=False):
@@ -67,12 +95,7 @@ def steps_per_second(model, loss_fn, bf16=False):
         optimizer.step()
         return loss.item()
     first = step()  # warm-up (and, for torch.compile, the compilation)
-    for _ in range(2):
-        step()
-    began = time.perf_counter()
-    for _ in range(STEPS):
-        step()
-    return STEPS / (time.perf_counter() - began), first
+    return 1 / seconds_per_call(step), first
 
 
 def encoding(frames=8192):
@@ -115,6 +138,12 @@ def main():
         for k, v in report["steps"][name].items():
             print(f"  {k.ljust(18)} {v['steps_per_second']:7.2f}/s  x{v['ratio']:.2f}  "
                   f"first loss differs by {v['loss_difference']:.3g}")
+    report["lstm_step_parts"] = {p: lstm_step_parts(p == "bfloat16") for p in ("float32", "bfloat16")}
+    print("\ntrain_lstm step, where the time goes:")
+    for precision, parts in report["lstm_step_parts"].items():
+        step = parts["step_seconds"]
+        print(f"  {precision}: {step:.3f} s a step; " + ", ".join(
+            f"{k} {100 * v / step:.0f}%" for k, v in parts.items() if k != "step_seconds"))
     report["encoding"] = encoding()
     e = report["encoding"]
     print(f"\ntrain_lstm encoding: {e['frames_per_second']['float32']} frames/s in float32, "
