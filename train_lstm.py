@@ -42,7 +42,7 @@ diffs = True  # predict the change of Z between frames, added to the last Z
 rollout = True  # after train_context true frames, feed the LSTM its own predictions
 skip = False  # decode predictions as the last context frame plus the decoded change (not with warp)
 warp = False  # predict frames as the last context frame moved by flows predicted on Z's grid (spatial Z)
-flow_prior = [0.0]  # warp: flows start from this share of the context's motion (0: from zero; below 0: against it); several: blended (-inf, inf)
+flow_prior = [0.0]  # warp: flows start from this share of the context's motion (below 0: back); several: blended (-inf, inf)
 train_context = 10  # true frames before the predicted ones [1, inf)
 reverse = False  # also train on every training window played backwards (twice the windows)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
