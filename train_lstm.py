@@ -40,6 +40,7 @@ loss = "mse"  # how predictions are scored on Z: mse, kl (Gaussian KL) or mdn (m
 components = 5  # mdn: Gaussian components per Z dimension [1, inf)
 diffs = True  # predict the change of Z between frames, added to the last Z
 rollout = True  # after train_context true frames, feed the LSTM its own predictions
+scheduled_sampling = 0.8  # rollout: fed true Z at odds falling from 1 to 0 over this share of training [0, 1]
 skip = False  # decode predictions as the last context frame plus the decoded change (not with warp)
 warp = False  # predict frames as the last context frame moved by flows predicted on Z's grid (spatial Z)
 flow_prior = [0.0]  # warp: flows start from this share of the context's motion (below 0: back); several: blended (-inf, inf)
@@ -82,6 +83,9 @@ def check(cfg):
     if any(cfg.flow_prior) and (not cfg.warp or cfg.train_context < 2):
         raise UserError("--flow_prior starts the warp's flows from the motion between the last two context "
                         "frames: use it with --warp=true and --train_context of 2 or more")
+    if "scheduled_sampling" in cfg.given and cfg.scheduled_sampling and not cfg.rollout:
+        raise UserError("--scheduled_sampling mixes true Z into the LSTM's rollout: use it with --rollout=true, "
+                        "or --scheduled_sampling=0")
     if "components" in cfg.given and cfg.loss != "mdn":
         raise UserError(f"--components sizes the mixture of --loss=mdn, not --loss={cfg.loss}")
     if cfg.new_sequences and cfg.dataset != "mnist":
@@ -176,8 +180,16 @@ def main(argv=None):
     score = functools.partial(sequence_loss, loss=cfg.loss, context=cfg.train_context,
                               rollout=cfg.rollout, pixel_frames=cfg.pixel_frames, codec=codec, skip=cfg.skip)
 
+    def truth_share():
+        """Scheduled sampling: the chance that a rolled-out step is fed the true Z, falling
+        linearly from 1 at the first training batch to 0 at scheduled_sampling of them."""
+        if not cfg.scheduled_sampling:
+            return 0.0
+        return max(0.0, 1.0 - train_batches.step / (cfg.scheduled_sampling * cfg.epochs * len(train_batches)))
+
     fit(model, optimizer, train_batches, val_batches,
-        lambda m, batch: score(m, batch, frames=train["frames"] if m.training else val_frames),
+        lambda m, batch: score(m, batch, frames=train["frames"] if m.training else val_frames,
+                               truth_share=truth_share() if m.training else 0.0),
         epochs=cfg.epochs, lr=cfg.lr, lr_schedule="cosine", grad_clip=cfg.grad_clip,
         precision=precision, channels_last=cfg.channels_last, resume=cfg.resume, checkpoint=cfg.checkpoint,
         made_by="train_lstm.py", out_dir=cfg.out_dir, settings=cfg,

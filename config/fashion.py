@@ -1,8 +1,8 @@
-"""Moving Fashion-MNIST: the earlier Quick start's sizes and settings on Fashion-MNIST's 60,000
-training and 10,000 test images (two bouncing clothing items per sequence instead of two
-digits). Its files: data/moving_fashion.h5, checkpoints/fashion/, samples/fashion/.
-The idx files come from Debian's dataset-fashion-mnist package (or the Fashion-MNIST
-repository, into mnist_dir).
+"""Moving Fashion-MNIST: the earlier Quick start's sizes and settings (without scheduled
+sampling) on Fashion-MNIST's 60,000 training and 10,000 test images (two bouncing clothing
+items per sequence instead of two digits). Its files: data/moving_fashion.h5,
+checkpoints/fashion/, samples/fashion/. The idx files come from Debian's
+dataset-fashion-mnist package (or the Fashion-MNIST repository, into mnist_dir).
 
     python moving_mnist.py config/fashion.py
     python train_vcae.py config/fashion.py
@@ -18,5 +18,5 @@ moving_mnist = dict(digit_set="fashion", n_train=10000, mnist_dir="/usr/share/da
 train_vcae = dict(checkpoint="checkpoints/fashion/mm_vcae.pt", epochs=4)
 train_lstm = dict(vae_checkpoint="checkpoints/fashion/mm_vcae.pt",
                   checkpoint="checkpoints/fashion/mm_lstm.pt", epochs=8, lr=2e-3,
-                  weight_decay=0.0)
+                  weight_decay=0.0, scheduled_sampling=0.0)
 sample_video = dict(lstm_checkpoint="checkpoints/fashion/mm_lstm.pt")

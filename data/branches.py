@@ -30,6 +30,7 @@ class Branch:
     warp: bool  # predict frames by moving the last context frame by predicted flows
     flow_prior: list  # the warp's flows start from these fractions of the block-matched motion (several: blended)
     reverse: bool  # the LSTM also trains on its training windows played backwards
+    scheduled_sampling: float  # share of the LSTM's training over which its rollout is fed ever fewer true Z
     training_crops: int  # crops per frame encoded for LSTM training (film: fixed crops)
     eval_crops: int  # crops per test frame sample_video.py scores
     sample_prefix: str  # sample_video.py's file names
@@ -46,7 +47,8 @@ class Branch:
                     checkpoint=self.lstm_checkpoint, seq_len=self.seq_len, frame_skip=self.frame_skip,
                     batch_size=self.batch_size, epochs=self.epochs, lr=self.lr,
                     weight_decay=self.weight_decay, loss=self.loss, train_context=self.context,
-                    warp=self.warp, flow_prior=self.flow_prior, reverse=self.reverse)
+                    warp=self.warp, flow_prior=self.flow_prior, reverse=self.reverse,
+                    scheduled_sampling=self.scheduled_sampling)
 
     def sample_defaults(self):
         """sample_video.py's settings that follow the dataset."""
@@ -58,7 +60,8 @@ BRANCHES = {  # the reasons for these values, and their validation scores: docs/
     "mnist": Branch(name="mnist", made_by=MNIST_MADE_BY, data_path="data/moving_mnist.h5",
                     encoder_checkpoint="checkpoints/mm_vcae.pt", lstm_checkpoint="checkpoints/mm_lstm.pt",
                     seq_len=20, frame_skip=1, batch_size=32, epochs=7, lr=4e-3, weight_decay=0.1, loss="mse",
-                    context=10, horizon=10, warp=False, flow_prior=[0.0], reverse=False, training_crops=1,
+                    context=10, horizon=10, warp=False, flow_prior=[0.0], reverse=False,
+                    scheduled_sampling=0.8, training_crops=1,
                     eval_crops=1,
                     sample_prefix="mm_sample", metrics_name="metrics",
                     read_clips=mnist_clips, frame_count=None, load_codec=load_mnist_codec),
@@ -66,7 +69,7 @@ BRANCHES = {  # the reasons for these values, and their validation scores: docs/
                    encoder_checkpoint="checkpoints/film_vae_on_convs.pt", lstm_checkpoint="checkpoints/film_lstm.pt",
                    seq_len=10, frame_skip=3, batch_size=16, epochs=2, lr=2e-3, weight_decay=0.0, loss="kl",
                    context=5, horizon=5, warp=True, flow_prior=[-0.4, 0.0, 0.4, 0.8, 1.2], reverse=True,
-                   training_crops=3, eval_crops=4,
+                   scheduled_sampling=0.0, training_crops=3, eval_crops=4,
                    sample_prefix="film_sample", metrics_name="film_metrics",
                    read_clips=film_clips, frame_count=film_frame_count, load_codec=load_film_codec),
 }

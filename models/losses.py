@@ -44,7 +44,8 @@ def prediction_loss(out, target_mean, target_logvar, kind):
     return latent_mse(out["mean"], target_mean)
 
 
-def sequence_loss(model, batch, *, loss, context, rollout, pixel_frames, codec, frames, skip=False):
+def sequence_loss(model, batch, *, loss, context, rollout, pixel_frames, codec, frames, skip=False,
+                  truth_share=0.0):
     """Loss of predicting Z[t+1] for every t of a window, as train_lstm.py trains it.
 
     Args:
@@ -58,6 +59,9 @@ def sequence_loss(model, batch, *, loss, context, rollout, pixel_frames, codec, 
             of them on Z.
         codec: decodes Z to frames; frames: uint8 (F, C, H, W), indexed by the window.
         skip: decode from the last context frame (see Codec.skip_decode).
+        truth_share: while training with ``rollout``, the chance that a step after the
+            context is fed the true Z instead of the prediction (scheduled sampling, see
+            LatentLSTM.unroll).
     A model with a flow head is scored on Z at every step plus, in pixels, on every frame
     after the context: the last context frame moved by the predicted flows.
     Pixels are scored by squared error summed over each frame's pixels in [0, 1], mean
@@ -66,7 +70,8 @@ def sequence_loss(model, batch, *, loss, context, rollout, pixel_frames, codec, 
     mean, logvar, index = batch
     first = context - 1  # out[:, first] predicts the first frame after the context
     known = context if rollout else mean.shape[1] - 1
-    out = model.unroll(mean[:, :known], mean.shape[1] - known)
+    out = model.unroll(mean[:, :known], mean.shape[1] - known, truth=mean[:, known:],
+                       truth_share=truth_share if model.training else 0.0)
     if not (model.flow or pixel_frames):
         return prediction_loss(out, mean[:, 1:], logvar[:, 1:], loss)
 

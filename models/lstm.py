@@ -233,10 +233,15 @@ class LatentLSTM(nn.Module):
         return {"mean": (weights * means).sum(-1), "logits": logits, "means": means,
                 "log_sigmas": bounded_log_sigma(log_sigmas), **extra}, state
 
-    def unroll(self, z, horizon, temperature=0.0, generator=None):
+    def unroll(self, z, horizon, temperature=0.0, generator=None, truth=None, truth_share=0.0):
         """Teacher-forced on the context's Z ``z`` (B, K, z_dim), then ``horizon`` - 1 more
         steps fed its own prediction: the mean at temperature 0, else (gaussian, mdn) a
         sample at that temperature (see draw).
+
+        Scheduled sampling (training): with ``truth`` (B, horizon - 1 or more, z_dim), the
+        true Z of the frames after the context, each window is fed at each of those steps
+        the true Z instead of its own with probability ``truth_share`` (drawn from torch's
+        global generator); 1 is teacher forcing throughout, 0 the plain rollout.
 
         Returns the predictions (dict as in forward) of frames 2..K + horizon, each
         (B, K - 1 + horizon, ...), plus ``z``: the Z each step predicts (the mean, or the
@@ -245,8 +250,12 @@ class LatentLSTM(nn.Module):
         out, state = self(z)
         out["z"] = self.draw(out, temperature, generator)
         steps = [out]
-        for _ in range(horizon - 1):
-            out, state = self(out["z"][:, -1:], state)
+        for t in range(horizon - 1):
+            fed = out["z"][:, -1:]
+            if truth_share > 0:
+                true = torch.rand(fed.shape[0], 1, 1, device=fed.device) < truth_share
+                fed = torch.where(true, truth[:, t:t + 1].to(fed.dtype), fed)
+            out, state = self(fed, state)
             out["z"] = self.draw(out, temperature, generator)
             steps.append(out)
         return {k: torch.cat([s[k] for s in steps], dim=1) for k in steps[0]}

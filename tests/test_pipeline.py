@@ -299,7 +299,7 @@ class Oracle(LatentLSTM):
         super().__init__(**kwargs)
         self.truth, self.shift = truth, shift
 
-    def unroll(self, z, horizon, temperature=0.0, generator=None):
+    def unroll(self, z, horizon, temperature=0.0, generator=None, truth=None, truth_share=0.0):
         n = z.shape[1] - 1 + horizon
         picked = self.truth[:, 1 + self.shift:1 + self.shift + n]
         return {"mean": picked, "z": picked}
@@ -462,6 +462,31 @@ def test_lstm_draws_new_sequences_every_epoch_and_on_resume(tiny, tmp_path, monk
     assert drawn[2:] == [(6, [1337, 2, 2])]
     with pytest.raises(UserError, match="--new_sequences"):
         train_lstm.main(argv(**{**TINY_LSTM, **common, "dataset": "film"}))
+
+
+def test_scheduled_sampling_falls_linearly_over_its_share_of_training_and_resumes(tiny, tmp_path, monkeypatch):
+    shares = []
+    unroll = LatentLSTM.unroll
+
+    def recording(self, z, horizon, temperature=0.0, generator=None, truth=None, truth_share=0.0):
+        shares.append((self.training, truth_share))
+        return unroll(self, z, horizon, temperature, generator, truth, truth_share)
+
+    def run(name, **settings):
+        train_lstm.main(argv(**{**TINY_LSTM, "data_path": tiny["data"], "vae_checkpoint": tiny["vae"],
+                                "out_dir": tmp_path, "checkpoint": tmp_path / name, **settings}))
+        training = [share for trains, share in shares if trains]
+        assert {share for trains, share in shares if not trains} == {0.0}  # validation rolls out on its own
+        shares.clear()
+        return training
+
+    monkeypatch.setattr(LatentLSTM, "unroll", recording)
+    training = run("a.pt", epochs=2, scheduled_sampling=0.5)  # from 1 to 0 over the first epoch
+    n = len(training) // 2
+    assert n >= 2 and training == [1 - b / n for b in range(n)] + [0.0] * n
+    # over all of training, and stopped after the first epoch: the resumed run goes on falling
+    run("b.pt", epochs=1, scheduled_sampling=1.0)
+    assert run("b.pt", epochs=2, scheduled_sampling=1.0, resume=True) == [1 - b / (2 * n) for b in range(n, 2 * n)]
 
 
 def test_batches_shard_rows_across_ranks(monkeypatch):

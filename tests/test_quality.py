@@ -111,6 +111,21 @@ def test_unroll_feeds_back_its_own_predictions():
     assert prediction_loss({"mean": target}, target, None, "mse") == 0
 
 
+def test_scheduled_sampling_feeds_each_window_the_true_z_at_its_share():
+    torch.manual_seed(0)
+    model = LatentLSTM(z_dim=3, hidden=8, layers=1, dropout=0.0).eval()
+    z = torch.randn(64, 6, 3)
+    forced = model.unroll(z[:, :5], 1)["mean"]  # teacher forcing: predictions of frames 2..6
+    rolled = model.unroll(z[:, :2], 4)["mean"]
+    assert torch.allclose(model.unroll(z[:, :2], 4, truth=z[:, 2:], truth_share=1.0)["mean"], forced, atol=1e-6)
+    assert torch.equal(model.unroll(z[:, :2], 4, truth=z[:, 2:], truth_share=0.0)["mean"], rolled)
+    # at one half, the step after the first fed one is, per window, either of the two
+    mixed = model.unroll(z[:, :2], 4, truth=z[:, 2:], truth_share=0.5)["mean"][:, 2]
+    as_forced = (mixed - forced[:, 2]).abs().amax(-1) < 1e-6
+    as_rolled = (mixed - rolled[:, 2]).abs().amax(-1) < 1e-6
+    assert torch.all(as_forced ^ as_rolled) and 16 < int(as_forced.sum()) < 48
+
+
 def test_metrics_report_has_the_model_and_the_baselines(tiny, tmp_path):
     sample_video.main(argv(lstm_checkpoint=tiny["lstm"], out_dir=tmp_path, n_sequences=1, context=3,
                            horizon=5, n_eval=6, eval_batch=4))

@@ -203,6 +203,7 @@ def test_lstm_defaults_follow_the_dataset_record_unless_given():
     (["--components=3"], "--components sizes the mixture of --loss=mdn, not --loss=mse"),
     (["--dataset=film", "--new_sequences=10"], "use it with --dataset=mnist"),
     (["--train_context=20"], "must be below --seq_len 20"),
+    (["--scheduled_sampling=0.5", "--rollout=false"], "use it with --rollout=true"),
 ])
 def test_settings_that_would_do_nothing_are_an_error_before_any_work(args, message):
     import train_lstm
