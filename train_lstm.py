@@ -4,9 +4,9 @@ Reads the dataset and the trained encoder (the VAE for Moving MNIST; CAE + VAE o
 features for the film); encodes every frame once, in large batches, to the mean and
 log-variance of Z (Moving MNIST can instead draw new training sequences every epoch and
 encode those); trains a convolutional LSTM (spatial Z) or a dense one (vector Z) on
-windows of Z: after the context frames it runs on its own predictions, and predicted
-frames are scored in pixels (the original's teacher-forced training on Z is a setting
-away). Film windows use a frame skip of 3, stay within one shot, and come from several
+windows of Z: after the context frames it runs on its own predictions (early in training
+fed ever fewer true codes instead: scheduled sampling), and predicted frames are scored in
+pixels (the original's teacher-forced training on Z is a setting away). Film windows use a frame skip of 3, stay within one shot, and come from several
 fixed crops of each frame (training) or the centre crop (validation); the film's frames
 are predicted by moving the last context frame by flows the LSTM predicts (warp), on top
 of part of the motion block matching measures between the last two context frames
@@ -189,7 +189,7 @@ def main(argv=None):
 
     fit(model, optimizer, train_batches, val_batches,
         lambda m, batch: score(m, batch, frames=train["frames"] if m.training else val_frames,
-                               truth_share=truth_share() if m.training else 0.0),
+                               truth_share=truth_share()),
         epochs=cfg.epochs, lr=cfg.lr, lr_schedule="cosine", grad_clip=cfg.grad_clip,
         precision=precision, channels_last=cfg.channels_last, resume=cfg.resume, checkpoint=cfg.checkpoint,
         made_by="train_lstm.py", out_dir=cfg.out_dir, settings=cfg,
