@@ -3,16 +3,18 @@
 Reads the dataset and the trained encoder (the VAE for Moving MNIST; CAE + VAE on conv
 features for the film); encodes every frame once, in large batches, to the mean and
 log-variance of Z (Moving MNIST can instead draw new training sequences every epoch and
-encode those); trains a convolutional LSTM (spatial Z) or a dense one (vector Z) on
-windows of Z: after the context frames it runs on its own predictions (early in training
-fed ever fewer true codes instead: scheduled sampling), and predicted frames are scored in
-pixels (the original's teacher-forced training on Z is a setting away). Film windows use a frame skip of 3, stay within one shot, and come from several
-fixed crops of each frame (training) or the centre crop (validation); the film's frames
-are predicted by moving the last context frame by flows the LSTM predicts (warp), on top
-of part of the motion block matching measures between the last two context frames
-(flow_prior; with several shares, the moved frames blended per cell by a learned head),
-and training windows are also played backwards (reverse). Validates on the val split;
-writes the checkpoint (recording which encoder it was trained on) and the loss history.
+encode those); trains an LSTM on windows of Z (on a spatial Z, PredRNN's spatiotemporal
+cell for Moving MNIST and a convolutional one for the film; a dense one on a vector Z):
+after the context frames it runs on its own predictions (early in training fed ever fewer
+true codes instead: scheduled sampling), and predicted frames are scored in pixels (the
+original's teacher-forced training on Z is a setting away). Film windows use a frame
+skip of 3, stay within one shot, and come from several fixed crops of each frame
+(training) or the centre crop (validation); the film's frames are predicted by moving
+the last context frame by flows the LSTM predicts (warp), on top of part of the motion
+block matching measures between the last two context frames (flow_prior; with several
+shares, the moved frames blended per cell by a learned head), and training windows are
+also played backwards (reverse). Validates on the val split; writes the checkpoint
+(recording which encoder it was trained on) and the loss history.
 """
 import functools
 
@@ -47,15 +49,15 @@ flow_prior = [0.0]  # warp: flows start from this share of the context's motion 
 train_context = 10  # true frames before the predicted ones [1, inf)
 reverse = False  # also train on every training window played backwards (twice the windows)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
-cell = "conv"  # spatial Z: conv (ConvLSTM) or st (PredRNN's spatiotemporal LSTM); dense: the original's
-hidden = 64  # channels (conv, st) or units (dense) per layer [1, inf)
+cell = "st"  # spatial Z: conv (ConvLSTM) or st (PredRNN's spatiotemporal LSTM); dense: the original's
+hidden = 56  # channels (conv, st) or units (dense) per layer [1, inf)
 layers = 1  # stacked LSTM layers [1, inf)
 dropout = 0.0  # dropout on the LSTM's input and between layers [0, 1)
 seq_len = 20  # frames per training window [2, inf)
 frame_skip = 1  # use every n-th frame [1, inf)
 max_frames = 20000  # film: frames of a split held (and encoded) at once, new blocks each epoch; 0 = all [0, inf)
 new_sequences = 0  # mnist: draw this many new training sequences every epoch; 0 = the stored ones [0, inf)
-epochs = 7  # passes over the training windows [1, inf)
+epochs = 4  # passes over the training windows [1, inf)
 batch_size = 32  # windows per batch [1, inf)
 lr = 4e-3  # peak learning rate of the cosine schedule (10% warm-up, then down to 0) (0, inf)
 weight_decay = 0.1  # AdamW's decoupled weight decay; 0 = plain Adam [0, inf)

@@ -14,6 +14,6 @@ moving_mnist = dict(n_train=20000, out_path="data/mm_gpu.h5",
 train_vcae = dict(checkpoint="checkpoints/gpu/mm_vcae.pt", train_frames=0, epochs=10,
                   base_width=64)
 train_lstm = dict(vae_checkpoint="checkpoints/gpu/mm_vcae.pt",
-                  checkpoint="checkpoints/gpu/mm_lstm.pt", hidden=256, layers=2, epochs=200,
+                  checkpoint="checkpoints/gpu/mm_lstm.pt", cell="conv", hidden=256, layers=2, epochs=200,
                   batch_size=64, new_sequences=20000, lr=2e-3)
 sample_video = dict(lstm_checkpoint="checkpoints/gpu/mm_lstm.pt")

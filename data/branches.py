@@ -20,6 +20,8 @@ class Branch:
     lstm_checkpoint: str  # where train_lstm.py writes by default
     seq_len: int  # frames per LSTM training window
     frame_skip: int  # use every n-th frame
+    cell: str  # the LSTM's cell: conv, st or dense (train_lstm.py)
+    hidden: int  # its channels (conv, st) or units (dense) per layer
     batch_size: int  # LSTM windows per batch
     epochs: int  # LSTM training epochs
     lr: float  # the LSTM's peak learning rate
@@ -45,8 +47,8 @@ class Branch:
         """train_lstm.py's settings that follow the dataset."""
         return dict(data_path=self.data_path, vae_checkpoint=self.encoder_checkpoint,
                     checkpoint=self.lstm_checkpoint, seq_len=self.seq_len, frame_skip=self.frame_skip,
-                    batch_size=self.batch_size, epochs=self.epochs, lr=self.lr,
-                    weight_decay=self.weight_decay, loss=self.loss, train_context=self.context,
+                    cell=self.cell, hidden=self.hidden, batch_size=self.batch_size, epochs=self.epochs,
+                    lr=self.lr, weight_decay=self.weight_decay, loss=self.loss, train_context=self.context,
                     warp=self.warp, flow_prior=self.flow_prior, reverse=self.reverse,
                     scheduled_sampling=self.scheduled_sampling)
 
@@ -59,7 +61,8 @@ class Branch:
 BRANCHES = {  # the reasons for these values, and their validation scores: docs/results.md
     "mnist": Branch(name="mnist", made_by=MNIST_MADE_BY, data_path="data/moving_mnist.h5",
                     encoder_checkpoint="checkpoints/mm_vcae.pt", lstm_checkpoint="checkpoints/mm_lstm.pt",
-                    seq_len=20, frame_skip=1, batch_size=32, epochs=7, lr=4e-3, weight_decay=0.1, loss="mse",
+                    seq_len=20, frame_skip=1, cell="st", hidden=56, batch_size=32, epochs=4, lr=4e-3,
+                    weight_decay=0.1, loss="mse",
                     context=10, horizon=10, warp=False, flow_prior=[0.0], reverse=False,
                     scheduled_sampling=0.8, training_crops=1,
                     eval_crops=1,
@@ -67,7 +70,8 @@ BRANCHES = {  # the reasons for these values, and their validation scores: docs/
                     read_clips=mnist_clips, frame_count=None, load_codec=load_mnist_codec),
     "film": Branch(name="film", made_by=FILM_MADE_BY, data_path="data/film.h5",
                    encoder_checkpoint="checkpoints/film_vae_on_convs.pt", lstm_checkpoint="checkpoints/film_lstm.pt",
-                   seq_len=10, frame_skip=3, batch_size=16, epochs=2, lr=2e-3, weight_decay=0.0, loss="kl",
+                   seq_len=10, frame_skip=3, cell="conv", hidden=64, batch_size=16, epochs=2, lr=2e-3,
+                   weight_decay=0.0, loss="kl",
                    context=5, horizon=5, warp=True, flow_prior=[-0.4, 0.0, 0.4, 0.8, 1.2], reverse=True,
                    scheduled_sampling=0.0, training_crops=3, eval_crops=4,
                    sample_prefix="film_sample", metrics_name="film_metrics",

@@ -62,9 +62,9 @@ def test_lstm_checkpoint_records_its_vae_and_reloads_identically(tiny):
     assert ckpt["vae_checkpoint"] == tiny["vae"] and ckpt["data_path"] == tiny["data"]
     assert ckpt["model_args"] == dict(z_dim=128, hidden=8, layers=1, dropout=0.0, output="mean",
                                       components=5, diffs=True, latent_shape=[2, 8, 8], flow=False,
-                                      flow_prior=[0.0])
+                                      flow_prior=[0.0], cell="st")
     assert ckpt["settings"]["rollout"] is True and ckpt["settings"]["train_context"] == 4
-    assert ckpt["settings"]["cell"] == "conv" and ckpt["settings"]["pixel_frames"] == 4
+    assert ckpt["settings"]["cell"] == "st" and ckpt["settings"]["pixel_frames"] == 4
     z = torch.randn(3, 5, 128)
     assert torch.equal(tiny["lstm_model"].eval().unroll(z, 4)["z"], load_model(ckpt).unroll(z, 4)["z"])
 
@@ -265,7 +265,7 @@ def test_dense_vae_gets_a_dense_lstm_and_refuses_a_conv_one(tiny, tmp_path):
     model = train_lstm.main(argv(checkpoint=tmp_path / "l.pt", cell="dense", layers=2, dropout=0.3, **common))
     assert model.args["latent_shape"] is None and model.args["z_dim"] == 8
     assert isinstance(model.lstm, torch.nn.LSTM) and model.lstm.num_layers == 2 and model.lstm.dropout == 0.3
-    with pytest.raises(UserError, match="--cell=conv needs a spatial Z.*use --cell=dense"):
+    with pytest.raises(UserError, match="--cell=st needs a spatial Z.*use --cell=dense"):
         train_lstm.main(argv(checkpoint=tmp_path / "c.pt", **common))
     assert not (tmp_path / "c.pt").exists()
 

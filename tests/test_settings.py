@@ -185,8 +185,8 @@ def test_lstm_defaults_follow_the_dataset_record_unless_given():
         cfg = parse([f"--dataset={name}"])
         record = BRANCHES[name].lstm_defaults()
         assert {k: cfg[k] for k in record} == record
-    given = parse(["--dataset=film", "--lr=1e-3", "--epochs=3"])
-    assert (given.epochs, given.lr) == (3, 1e-3)
+    given = parse(["--dataset=film", "--lr=1e-3", "--epochs=3", "--cell=st"])
+    assert (given.epochs, given.lr, given.cell, given.hidden) == (3, 1e-3, "st", 64)
     # a preset's value wins over the dataset's default too
     assert parse(["config/mm_long.py"]).lr == 2e-3
     assert parse(["config/mm_long.py", "--weight_decay=0"]).weight_decay == 0

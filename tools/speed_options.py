@@ -3,7 +3,7 @@
     python -m tools.speed_options        # prints a table, writes speed_options.json here
 
 Times the two Moving MNIST training steps at their default
-settings (the spatial VAE at batch 128; the conv LSTM with its pixel loss through the
+settings (the spatial VAE at batch 128; the LSTM with its pixel loss through the
 frozen decoder at batch 32) on random data, each option against plain eager float32 on
 the same machine in the same run, and says whether each gave the same loss; then
 train_lstm's encoding of frames to Z in float32 and in bfloat16. An option is worth
@@ -16,6 +16,7 @@ import time
 
 import torch
 
+import train_lstm
 import train_vcae
 from models.codec import VAECodec
 from models.losses import sequence_loss
@@ -44,8 +45,8 @@ def lstm_setup(memory_format=torch.contiguous_format, pixel_frames=4):
     vae = to_format(ConvVAE(base_width=train_vcae.base_width, n_down=train_vcae.n_down,
                             latent_channels=train_vcae.latent_channels), memory_format)
     codec = VAECodec(vae, "cpu")
-    model = to_format(LatentLSTM(z_dim=vae.z_dim, hidden=64, layers=1, dropout=0.0, diffs=True,
-                                 latent_shape=vae.latent_shape), memory_format)
+    model = to_format(LatentLSTM(z_dim=vae.z_dim, hidden=train_lstm.hidden, layers=1, dropout=0.0, diffs=True,
+                                 latent_shape=vae.latent_shape, cell=train_lstm.cell), memory_format)
     frames = (torch.rand(32 * 20, 1, 64, 64) > 0.85).to(torch.uint8) * 255
     mean, logvar = torch.randn(32, 20, vae.z_dim), torch.zeros(32, 20, vae.z_dim)
     index = torch.arange(32 * 20).view(32, 20)
@@ -68,7 +69,7 @@ def seconds_per_call(fn, calls=STEPS):
 
 def lstm_step_parts(bf16=False):
     """Where a train_lstm.py step's time goes, at the Quick start's sizes (lstm_setup) in
-    channels-last as train_lstm.py runs: seconds of the conv LSTM's rollout forward, of
+    channels-last as train_lstm.py runs: seconds of the LSTM's rollout forward, of
     its backward and the update (a step whose loss is on Z only, less that forward), and
     of what the pixel loss adds (decoding the predicted frames, their loss and backward:
     a full step less the step on Z)."""
