@@ -59,7 +59,7 @@ max_frames = 20000  # film: frames of a split held (and encoded) at once, new bl
 new_sequences = 0  # mnist: draw this many new training sequences every epoch; 0 = the stored ones [0, inf)
 epochs = 4  # passes over the training windows [1, inf)
 batch_size = 32  # windows per batch [1, inf)
-lr = 4e-3  # peak learning rate of the cosine schedule (10% warm-up, then down to 0) (0, inf)
+lr = 6e-3  # peak learning rate of the cosine schedule (10% warm-up, then down to 0) (0, inf)
 weight_decay = 0.1  # AdamW's decoupled weight decay; 0 = plain Adam [0, inf)
 grad_clip = 10.0  # gradient-norm clipping; 0 = off [0, inf)
 precision = "auto"  # auto (bfloat16 where the hardware runs it natively, else float32), float32, or bfloat16
