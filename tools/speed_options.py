@@ -18,6 +18,7 @@ import torch
 
 import train_lstm
 import train_vcae
+from data.branches import BRANCHES
 from models.codec import VAECodec
 from models.losses import sequence_loss
 from models.lstm import LatentLSTM
@@ -45,8 +46,9 @@ def lstm_setup(memory_format=torch.contiguous_format, pixel_frames=4):
     vae = to_format(ConvVAE(base_width=train_vcae.base_width, n_down=train_vcae.n_down,
                             latent_channels=train_vcae.latent_channels), memory_format)
     codec = VAECodec(vae, "cpu")
-    model = to_format(LatentLSTM(z_dim=vae.z_dim, hidden=train_lstm.hidden, layers=1, dropout=0.0, diffs=True,
-                                 latent_shape=vae.latent_shape, cell=train_lstm.cell), memory_format)
+    quick = BRANCHES["mnist"]  # the cell and width the Quick start trains
+    model = to_format(LatentLSTM(z_dim=vae.z_dim, hidden=quick.hidden, layers=train_lstm.layers, dropout=0.0,
+                                 diffs=True, latent_shape=vae.latent_shape, cell=quick.cell), memory_format)
     frames = (torch.rand(32 * 20, 1, 64, 64) > 0.85).to(torch.uint8) * 255
     mean, logvar = torch.randn(32, 20, vae.z_dim), torch.zeros(32, 20, vae.z_dim)
     index = torch.arange(32 * 20).view(32, 20)
