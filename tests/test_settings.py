@@ -188,7 +188,7 @@ def test_lstm_defaults_follow_the_dataset_record_unless_given():
     given = parse(["--dataset=film", "--lr=1e-3", "--epochs=3", "--cell=st"])
     assert (given.epochs, given.lr, given.cell, given.hidden) == (3, 1e-3, "st", 64)
     # a preset's value wins over the dataset's default too
-    assert parse(["config/mm_long.py"]).lr == 2e-3
+    assert parse(["config/mm_long.py"]).lr == 4e-3
     assert parse(["config/mm_long.py", "--weight_decay=0"]).weight_decay == 0
     # the film preset is the film branch: --dataset=film trains the same model
     assert dict(parse(["config/film.py"])) == dict(parse(["--dataset=film"]))
