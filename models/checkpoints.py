@@ -31,8 +31,19 @@ def load_model(ckpt, device="cpu"):
     model = build_model(ckpt["model_kind"], ckpt["model_args"])
     if ckpt.get("channels_last"):
         to_channels_last(model)
-    model.load_state_dict(ckpt.get("best_state", ckpt["model_state"]))
+    load_weights(model, ckpt, ckpt.get("best_state", ckpt["model_state"]))
     return model.to(device).eval()
+
+
+def load_weights(model, ckpt, state):
+    """``state`` (weights from ``ckpt``) into ``model``; weights of another shape or name,
+    from an earlier version of the model, are a UserError that says to train it again."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise UserError(f"the checkpoint's weights do not fit the {ckpt['model_kind']} this code builds "
+                        f"(an earlier version of it wrote them): run "
+                        f"{WRITTEN_BY.get(ckpt['model_kind'], 'its stage')} again") from None
 
 
 def model_spec(model):
@@ -142,6 +153,6 @@ def resume_state(path, model, optimizer, made_by):
         raise UserError(f"cannot resume from {path}: it holds {ckpt.get('model_kind')} "
                         f"{ckpt.get('model_args')}, the settings build {spec['model_kind']} "
                         f"{spec['model_args']}; use the same settings or --resume=false")
-    model.load_state_dict(ckpt["model_state"])
+    load_weights(model, ckpt, ckpt["model_state"])
     optimizer.load_state_dict(ckpt["optimizer_state"])
     return ckpt["epoch"], ckpt["history"], ckpt

@@ -568,6 +568,19 @@ def test_the_st_cell_rebuilds_from_its_checkpoint_and_samples(tiny, tmp_path):
     sample_video.main(argv(lstm_checkpoint=tmp_path / "straight.pt", out_dir=tmp_path, n_sequences=1,
                            context=4, horizon=4, n_eval=4))
     assert json.load(open(tmp_path / "metrics.json"))["model"]["mse"][0] > 0
+    # a file from another version of the cell (its output gate reading the memories by 1 x 1): one clear error
+    def earlier(state):
+        return {k: v.new_zeros(*v.shape[:2], 1, 1) if k.endswith("o_memories.weight") else v for k, v in state.items()}
+    torch.save(dict(straight, best_state=earlier(straight["best_state"]), model_state=earlier(straight["model_state"])),
+               tmp_path / "earlier.pt")
+    refused = "the checkpoint's weights do not fit the LatentLSTM this code builds .* run train_lstm.py again"
+    with pytest.raises(UserError, match=refused):
+        sample_video.main(argv(lstm_checkpoint=tmp_path / "earlier.pt", out_dir=tmp_path / "earlier", n_sequences=1))
+    with pytest.raises(UserError, match=refused):
+        train_lstm.main(argv(data_path=tiny["data"], vae_checkpoint=tiny["vae"], out_dir=tmp_path / "earlier",
+                             checkpoint=tmp_path / "earlier.pt", resume=True,
+                             **{**TINY_LSTM, "cell": "st", "layers": 2, "epochs": 3}))
+    assert not (tmp_path / "earlier").exists()  # neither wrote anything
 
 
 def test_malformed_or_empty_data_is_one_clear_error(tiny, tmp_path):
