@@ -251,6 +251,8 @@ def main(argv=None):
     codec = branch.load_codec(vae_checkpoint, dev)
     check_lineage(lstm_ckpt, cfg.lstm_checkpoint, "vae_checkpoint", vae_checkpoint, "train_lstm.py")
     model = load_model(lstm_ckpt, dev)
+    if hasattr(model, "decoder"):  # the VAE's decoder as the LSTM stage trained it on
+        codec.use_decoder(model.decoder)
     if model.flow and context < 2:
         raise UserError(f"{cfg.lstm_checkpoint} moves the last frame, scored beside the motion between the "
                         "last two context frames: use --context=2 or more")

@@ -7,8 +7,9 @@ encode those); trains an LSTM on windows of Z (on a spatial Z, PredRNN's spatiot
 cell for Moving MNIST and a convolutional one for the film; a dense one on a vector Z):
 after the context frames it runs on its own predictions (early in training fed ever fewer
 true codes instead: scheduled sampling), and predicted frames are scored in pixels (the
-original's teacher-forced training on Z is a setting away). Film windows use a frame
-skip of 3, stay within one shot, and come from several fixed crops of each frame
+original's teacher-forced training on Z is a setting away; on Moving MNIST a copy of the
+VAE's decoder, kept in the LSTM's checkpoint, trains on with it). Film windows use a
+frame skip of 3, stay within one shot, and come from several fixed crops of each frame
 (training) or the centre crop (validation); the film's frames are predicted by moving
 the last context frame by flows the LSTM predicts (warp), on top of part of the motion
 block matching measures between the last two context frames (flow_prior; with several
@@ -43,6 +44,7 @@ components = 5  # mdn: Gaussian components per Z dimension [1, inf)
 diffs = True  # predict the change of Z between frames, added to the last Z
 rollout = True  # after train_context true frames, feed the LSTM its own predictions
 scheduled_sampling = 0.8  # rollout: fed true Z at odds falling from 1 to 0 over this share of training [0, 1]
+tune_decoder = 0.2  # train the VAE's decoder on predicted frames at this share of lr (kept with the LSTM); 0 = frozen [0, inf)
 skip = False  # decode predictions as the last context frame plus the decoded change (not with warp)
 warp = False  # predict frames as the last context frame moved by flows predicted on Z's grid (spatial Z)
 flow_prior = [0.0]  # warp: flows start from this share of the context's motion (below 0: back); several: blended (-inf, inf)
@@ -90,6 +92,13 @@ def check(cfg):
                         "or --scheduled_sampling=0")
     if "components" in cfg.given and cfg.loss != "mdn":
         raise UserError(f"--components sizes the mixture of --loss=mdn, not --loss={cfg.loss}")
+    if "tune_decoder" in cfg.given and cfg.tune_decoder:
+        if cfg.dataset != "mnist":
+            raise UserError("--tune_decoder trains Moving MNIST's VAE decoder further: use it with --dataset=mnist")
+        if cfg.warp or not cfg.pixel_frames:
+            raise UserError("--tune_decoder trains the decoder on the predicted frames it decodes, which "
+                            f"{'--warp does not decode' if cfg.warp else '--pixel_frames=0 does not score'}"
+                            ": use --tune_decoder=0")
     if cfg.new_sequences and cfg.dataset != "mnist":
         raise UserError("--new_sequences draws new Moving MNIST sequences: use it with --dataset=mnist")
 
@@ -164,16 +173,25 @@ def main(argv=None):
               else f"Z and {cfg.pixel_frames} predicted frames in pixels" if cfg.pixel_frames else "Z")
     print(f"{train_data} and {len(val_index)} validation windows of {cfg.seq_len} latent codes "
           f"(z_dim {codec.z_dim}, frame skip {cfg.frame_skip}) on {dev}; {cfg.cell} LSTM, loss on {scored}")
+    tune = cfg.tune_decoder if cfg.pixel_frames and not cfg.warp else 0.0  # else nothing would train it
     model = LatentLSTM(z_dim=codec.z_dim, hidden=cfg.hidden, layers=cfg.layers,
                        dropout=cfg.dropout, output={"mse": "mean", "kl": "gaussian", "mdn": "mdn"}[cfg.loss],
                        components=cfg.components, diffs=cfg.diffs,
                        latent_shape=codec.latent_shape if cfg.cell != "dense" else None,
-                       flow=cfg.warp, flow_prior=cfg.flow_prior, cell="st" if cfg.cell == "st" else "conv").to(dev)
+                       flow=cfg.warp, flow_prior=cfg.flow_prior, cell="st" if cfg.cell == "st" else "conv",
+                       decoder=codec.vae.args if tune else None).to(dev)
+    if tune:  # the VAE's decoder, trained on from here; predictions decode through it
+        model.start_decoder(codec.vae)
+        codec.use_decoder(model.decoder)
     if cfg.skip or cfg.warp:  # start from "no change": with the skip, or a flow of zero, a copy of the last frame
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)
-    optimizer = (torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-                 if cfg.weight_decay else torch.optim.Adam(model.parameters(), lr=cfg.lr))
+    decoder = list(model.decoder.parameters()) if tune else []
+    groups = [{"params": [p for p in model.parameters() if id(p) not in set(map(id, decoder))]}]
+    if tune:  # a trained decoder, refined at a share of the rate, without weight decay
+        groups.append({"params": decoder, "lr_scale": tune, "weight_decay": 0.0})
+    optimizer = (torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+                 if cfg.weight_decay else torch.optim.Adam(groups, lr=cfg.lr))
     train_batches = Batches(stored, cfg.batch_size, dev, shuffle=True, seed=cfg.seed,
                             refresh=None if stored else load_train,
                             transform=lambda i: (train["mean"][i], train["logvar"][i], i))

@@ -33,6 +33,7 @@ class Branch:
     flow_prior: list  # the warp's flows start from these fractions of the block-matched motion (several: blended)
     reverse: bool  # the LSTM also trains on its training windows played backwards
     scheduled_sampling: float  # share of the LSTM's training over which its rollout is fed ever fewer true Z
+    tune_decoder: float  # the VAE's decoder trained with the LSTM at this share of its lr; 0 = frozen
     training_crops: int  # crops per frame encoded for LSTM training (film: fixed crops)
     eval_crops: int  # crops per test frame sample_video.py scores
     sample_prefix: str  # sample_video.py's file names
@@ -50,7 +51,7 @@ class Branch:
                     cell=self.cell, hidden=self.hidden, batch_size=self.batch_size, epochs=self.epochs,
                     lr=self.lr, weight_decay=self.weight_decay, loss=self.loss, train_context=self.context,
                     warp=self.warp, flow_prior=self.flow_prior, reverse=self.reverse,
-                    scheduled_sampling=self.scheduled_sampling)
+                    scheduled_sampling=self.scheduled_sampling, tune_decoder=self.tune_decoder)
 
     def sample_defaults(self):
         """sample_video.py's settings that follow the dataset."""
@@ -64,7 +65,7 @@ BRANCHES = {  # the reasons for these values, and their validation scores: docs/
                     seq_len=20, frame_skip=1, cell="st", hidden=56, batch_size=32, epochs=4, lr=6e-3,
                     weight_decay=0.1, loss="mse",
                     context=10, horizon=10, warp=False, flow_prior=[0.0], reverse=False,
-                    scheduled_sampling=0.8, training_crops=1,
+                    scheduled_sampling=0.8, tune_decoder=0.2, training_crops=1,
                     eval_crops=1,
                     sample_prefix="mm_sample", metrics_name="metrics",
                     read_clips=mnist_clips, frame_count=None, load_codec=load_mnist_codec),
@@ -73,7 +74,7 @@ BRANCHES = {  # the reasons for these values, and their validation scores: docs/
                    seq_len=10, frame_skip=3, cell="conv", hidden=64, batch_size=16, epochs=2, lr=2e-3,
                    weight_decay=0.0, loss="kl",
                    context=5, horizon=5, warp=True, flow_prior=[-0.4, 0.0, 0.4, 0.8, 1.2], reverse=True,
-                   scheduled_sampling=0.0, training_crops=3, eval_crops=4,
+                   scheduled_sampling=0.0, tune_decoder=0.0, training_crops=3, eval_crops=4,
                    sample_prefix="film_sample", metrics_name="film_metrics",
                    read_clips=film_clips, frame_count=film_frame_count, load_codec=load_film_codec),
 }

@@ -33,7 +33,7 @@ class Codec:
     """Batched sequence encoding/decoding around two per-batch functions of a subclass:
     ``encode_batch(float frames (B, C, H, W)) -> (mean, logvar)`` and
     ``decode_batch(z (B, z_dim)) -> frames in [0, 1]``; ``skip_decode`` decodes with
-    gradients to Z, for training the LSTM in pixel space through the frozen decoder."""
+    gradients, for training the LSTM in pixel space through the decoder."""
 
     z_dim = None
     latent_shape = None  # (C, h, w) when Z is a spatial map
@@ -61,7 +61,8 @@ class Codec:
         frames, float (B, C, H, W) in [0, 1]), the last frame plus the decoded change since
         it: last + D(z) - D(z_last). What stays keeps the last frame's detail, which the
         codec would blur; a prediction of no change is the last frame itself. Gradients
-        flow to ``z`` only; the decoder stays frozen."""
+        flow to ``z`` and, where it trains, a decoder in use (VAECodec.use_decoder); the
+        codec's own models stay frozen."""
         decoded = self.decode_batch(z)
         if skip_from is None:
             return decoded
@@ -103,14 +104,20 @@ class VAECodec(Codec):
     def __init__(self, vae, device, batch_size=1024):
         super().__init__(device, batch_size)
         (self.vae,) = self.freeze(vae)
+        self.decoder = vae
         self.z_dim, self.latent_shape = vae.z_dim, vae.latent_shape
         self.frame_shape = (vae.args["channels"], vae.args["image_size"], vae.args["image_size"])
+
+    def use_decoder(self, decoder):
+        """Decode from now on with ``decoder`` (a ConvVAE's decoder of the same Z, such as
+        the copy an LSTM trained further, LatentLSTM's ``decoder``) instead of the VAE's."""
+        self.decoder = decoder
 
     def encode_batch(self, x):
         return self.vae.encode(x)
 
     def decode_batch(self, z):
-        return torch.sigmoid(self.vae.decode(z))
+        return torch.sigmoid(self.decoder.decode(z))
 
 
 class FilmCodec(Codec):

@@ -10,6 +10,8 @@ Three output heads: ``mean`` (a point prediction, trained with MSE on Z), ``gaus
 (mean and log-sigma, trained with a KL divergence to the encoder's Gaussian) and ``mdn``
 (a mixture of K Gaussians per Z dimension, Graves 2013, trained by likelihood); and, on a
 spatial Z, an optional flow head that predicts how the last frame moves (models/flow.py).
+Optionally it carries its own copy of the VAE's decoder, trained further on the frames its
+predictions decode to.
 """
 import math
 
@@ -17,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from models.flow import block_motion
+from models.vcae import ConvVAE
 
 OUTPUTS = ("mean", "gaussian", "mdn")
 CELLS = ("conv", "st", "dense")
@@ -127,10 +130,14 @@ class LatentLSTM(nn.Module):
             and a third head weighs the moved frames per cell of Z's grid (models/flow.py,
             blend): a mean over motion hypotheses where the context does not tell which one
             comes, starting from their plain mean. 0 or []: from zero.
+        decoder: the constructor arguments of a ConvVAE (models/vcae.py): the model then
+            holds that VAE's decoder (``decoder``; start_decoder copies its weights in),
+            which decodes the predicted Z in place of the VAE's own (VAECodec.use_decoder)
+            and is trained with the LSTM on the predicted frames. None: the VAE's decoder.
     """
 
     def __init__(self, z_dim=32, hidden=1024, layers=2, dropout=0.3, output="mean", components=5,
-                 diffs=False, latent_shape=None, flow=False, flow_prior=0.0, cell="conv"):
+                 diffs=False, latent_shape=None, flow=False, flow_prior=0.0, cell="conv", decoder=None):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -150,6 +157,11 @@ class LatentLSTM(nn.Module):
                          flow_prior=shares if listed else flow_prior)
         if cell != "conv":  # absent at the default, as in checkpoints from before the st cell
             self.args["cell"] = cell
+        if decoder is not None:  # absent without one, as in checkpoints from before it
+            self.args["decoder"] = dict(decoder)
+            self.decoder = ConvVAE(**decoder).without_encoder()
+            if self.decoder.z_dim != z_dim:
+                raise ValueError(f"the decoder takes a Z of {self.decoder.z_dim} numbers, not {z_dim}")
         self.flow = flow
         self.flow_prior = shares if any(shares) else []  # the shares, a list; 0 alone: none
         self.z_dim, self.output, self.k, self.diffs = z_dim, output, components, diffs
@@ -178,6 +190,11 @@ class LatentLSTM(nn.Module):
         self.c0 = nn.Parameter(torch.zeros(state_shape))
         if latent_shape is not None and cell == "st":
             self.m0 = nn.Parameter(torch.zeros((1,) + state_shape[1:]))
+
+    def start_decoder(self, vae):
+        """Copy the decoder's weights from ``vae``, the ConvVAE its arguments describe."""
+        own = self.decoder.state_dict()
+        self.decoder.load_state_dict({k: v for k, v in vae.state_dict().items() if k in own})
 
     def initial_state(self, batch):
         shape = (-1, batch) + self.h0.shape[2:]

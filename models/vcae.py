@@ -86,6 +86,12 @@ class ConvVAE(nn.Module):
         h = F.relu(self.from_z(z)).view(-1, *self.feature_shape)
         return self.decoder(h)
 
+    def without_encoder(self):
+        """This VAE as a decoder alone, its encoder's layers removed: what the LSTM stage
+        trains further on its own predictions (models/lstm.py, LatentLSTM's ``decoder``)."""
+        del self.dropout, self.encoder, self.to_gaussian
+        return self
+
     def forward(self, x, samples=1):
         """Logits for ``samples`` draws of z per frame, (samples, B, C, S, S), and q's mean, logvar."""
         mean, logvar = self.encode(x)

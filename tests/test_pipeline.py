@@ -62,11 +62,17 @@ def test_lstm_checkpoint_records_its_vae_and_reloads_identically(tiny):
     assert ckpt["vae_checkpoint"] == tiny["vae"] and ckpt["data_path"] == tiny["data"]
     assert ckpt["model_args"] == dict(z_dim=128, hidden=8, layers=1, dropout=0.0, output="mean",
                                       components=5, diffs=True, latent_shape=[2, 8, 8], flow=False,
-                                      flow_prior=[0.0], cell="st")
+                                      flow_prior=[0.0], cell="st", decoder=tiny["vae_model"].args)
     assert ckpt["settings"]["rollout"] is True and ckpt["settings"]["train_context"] == 4
     assert ckpt["settings"]["cell"] == "st" and ckpt["settings"]["pixel_frames"] == 4
     z = torch.randn(3, 5, 128)
-    assert torch.equal(tiny["lstm_model"].eval().unroll(z, 4)["z"], load_model(ckpt).unroll(z, 4)["z"])
+    reloaded = load_model(ckpt)
+    assert torch.equal(tiny["lstm_model"].eval().unroll(z, 4)["z"], reloaded.unroll(z, 4)["z"])
+    # its own copy of the VAE's decoder, trained on from the VAE's: reloaded as trained
+    with torch.no_grad():
+        tuned = reloaded.decoder.decode(z[0])
+        assert torch.equal(tuned, tiny["lstm_model"].decoder.decode(z[0]))
+        assert not torch.allclose(tuned, tiny["vae_model"].eval().decode(z[0]), atol=1e-3)
 
 
 @pytest.mark.parametrize("options", [dict(loss="kl"), dict(loss="mdn", components=3), dict(diffs=False),
@@ -270,10 +276,17 @@ def test_dense_vae_gets_a_dense_lstm_and_refuses_a_conv_one(tiny, tmp_path):
     assert not (tmp_path / "c.pt").exists()
 
 
-def test_pixel_loss_trains_the_lstm_and_leaves_the_vae_alone(tiny):
+@pytest.mark.parametrize("tuned", [False, True])
+def test_pixel_loss_trains_the_lstm_and_leaves_the_vae_alone(tiny, tuned):
     codec = load_mnist_codec(tiny["vae"], "cpu")
     before = [p.clone() for p in codec.vae.parameters()]
-    model = LatentLSTM(z_dim=codec.z_dim, hidden=4, layers=1, latent_shape=codec.latent_shape, diffs=True)
+    model = LatentLSTM(z_dim=codec.z_dim, hidden=4, layers=1, latent_shape=codec.latent_shape, diffs=True,
+                       decoder=codec.vae.args if tuned else None)
+    if tuned:  # the model's copy of the decoder decodes, and trains with it
+        model.start_decoder(codec.vae)
+        codec.use_decoder(model.decoder)
+        z = torch.randn(3, codec.z_dim)
+        assert torch.equal(model.decoder.decode(z), codec.vae.decode(z))
     window = torch.from_numpy(read_frames(tiny["data"], "train", "x")[:2])  # (2, 8, 1, 64, 64)
     mean, logvar = codec.encode(window)
     options = dict(rollout=True, context=4, pixel_frames=2, loss="mse", codec=codec)

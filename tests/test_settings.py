@@ -204,6 +204,8 @@ def test_lstm_defaults_follow_the_dataset_record_unless_given():
     (["--dataset=film", "--new_sequences=10"], "use it with --dataset=mnist"),
     (["--train_context=20"], "must be below --seq_len 20"),
     (["--scheduled_sampling=0.5", "--rollout=false"], "use it with --rollout=true"),
+    (["--dataset=film", "--tune_decoder=0.2"], "trains Moving MNIST's VAE decoder further"),
+    (["--pixel_frames=0", "--tune_decoder=0.2"], "--pixel_frames=0 does not score: use --tune_decoder=0"),
 ])
 def test_settings_that_would_do_nothing_are_an_error_before_any_work(args, message):
     import train_lstm

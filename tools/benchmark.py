@@ -200,10 +200,12 @@ def bench_training(folder, results, models):
     index = torch.arange(sequences.shape[0] * sequences.shape[1]).view(sequences.shape[:2])
     b = cfg.batch_size
     lstm_batches = [(mean[s:s + b], logvar[s:s + b], index[s:s + b]) for s in range(0, len(index), b)]
-    compare("train_lstm.py", f"{folder}/lstm.pt", len(index),
-            lambda m, batch: sequence_loss(m, batch, loss=cfg.loss, context=cfg.train_context,
-                                           rollout=cfg.rollout, pixel_frames=cfg.pixel_frames,
-                                           codec=codec, frames=sequences.flatten(0, 1)),
+
+    def lstm_loss(m, batch):
+        codec.use_decoder(getattr(m, "decoder", codec.vae))  # the decoder the script trained, if it did
+        return sequence_loss(m, batch, loss=cfg.loss, context=cfg.train_context, rollout=cfg.rollout,
+                             pixel_frames=cfg.pixel_frames, codec=codec, frames=sequences.flatten(0, 1))
+    compare("train_lstm.py", f"{folder}/lstm.pt", len(index), lstm_loss,
             lstm_batches, train_lstm.lr, train_lstm.grad_clip, results, models, passes=2)
     # film stages on the bundled bikes clip
     clip = [c for c in bundled_clips() if c.endswith("bikes.mp4")] or bundled_clips()[:1]

@@ -47,8 +47,13 @@ def lstm_setup(memory_format=torch.contiguous_format, pixel_frames=4):
                             latent_channels=train_vcae.latent_channels), memory_format)
     codec = VAECodec(vae, "cpu")
     quick = BRANCHES["mnist"]  # the cell and width the Quick start trains
+    tuned = quick.tune_decoder and pixel_frames  # its decoder trained on, as train_lstm.py does
     model = to_format(LatentLSTM(z_dim=vae.z_dim, hidden=quick.hidden, layers=train_lstm.layers, dropout=0.0,
-                                 diffs=True, latent_shape=vae.latent_shape, cell=quick.cell), memory_format)
+                                 diffs=True, latent_shape=vae.latent_shape, cell=quick.cell,
+                                 decoder=vae.args if tuned else None), memory_format)
+    if tuned:
+        model.start_decoder(vae)
+        codec.use_decoder(model.decoder)
     frames = (torch.rand(32 * 20, 1, 64, 64) > 0.85).to(torch.uint8) * 255
     mean, logvar = torch.randn(32, 20, vae.z_dim), torch.zeros(32, 20, vae.z_dim)
     index = torch.arange(32 * 20).view(32, 20)

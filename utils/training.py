@@ -63,7 +63,8 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
         loss_fn: ``loss_fn(model, batch) -> scalar tensor``, the mean loss of a batch.
         epochs: the total number of epochs (a resumed run trains the ones left).
         lr, lr_schedule: Adam's peak learning rate and its schedule (see lr_factor; a
-            function of the step alone, so a resumed run continues it).
+            function of the step alone, so a resumed run continues it); an optimizer
+            parameter group's ``lr_scale`` (1 where absent) scales it for that group.
         checkpoint: where the checkpoint goes (and, with ``resume``, is resumed from).
         made_by: this script's name, for error messages.
         out_dir: folder for ``<checkpoint stem>_loss.csv`` and ``_loss.png``.
@@ -108,7 +109,7 @@ def fit(model, optimizer, train_batches, val_batches, loss_fn, *, epochs, lr, ch
         for b, batch in enumerate(bar):
             if lr_schedule != "constant":
                 for group in optimizer.param_groups:
-                    group["lr"] = lr * lr_factor(epoch * len(train_batches) + b,
+                    group["lr"] = group.get("lr_scale", 1.0) * lr * lr_factor(epoch * len(train_batches) + b,
                                                  epochs * len(train_batches), lr_schedule)
             with autocast(model, precision):
                 loss = step(batch).float()
