@@ -52,7 +52,7 @@ train_context = 10  # true frames before the predicted ones [1, inf)
 reverse = False  # also train on every training window played backwards (twice the windows)
 pixel_frames = 4  # predicted frames per window decoded and scored in pixels; 0 = all on Z [0, inf)
 cell = "st"  # spatial Z: conv (ConvLSTM) or st (PredRNN's spatiotemporal LSTM); dense: the original's
-hidden = 56  # channels (conv, st) or units (dense) per layer [1, inf)
+hidden = 52  # channels (conv, st) or units (dense) per layer [1, inf)
 layers = 1  # stacked LSTM layers [1, inf)
 dropout = 0.0  # dropout on the LSTM's input and between layers [0, 1)
 seq_len = 20  # frames per training window [2, inf)

@@ -22,5 +22,6 @@ moving_mnist = dict(n_train=20000, out_path="data/mm_long.h5",
 train_vcae = dict(checkpoint="checkpoints/long/mm_vcae.pt", train_frames=120000, epochs=4)
 train_lstm = dict(vae_checkpoint="checkpoints/long/mm_vcae.pt",
                   checkpoint="checkpoints/long/mm_lstm.pt", cell="st", hidden=64, layers=2,
-                  epochs=10, new_sequences=20000, lr=4e-3, weight_decay=0.1, scheduled_sampling=0.8)
+                  epochs=10, new_sequences=20000, lr=4e-3, weight_decay=0.1, scheduled_sampling=0.8,
+                  tune_decoder=0.0)
 sample_video = dict(lstm_checkpoint="checkpoints/long/mm_lstm.pt")

@@ -62,7 +62,7 @@ class Branch:
 BRANCHES = {  # the reasons for these values, and their validation scores: docs/results.md
     "mnist": Branch(name="mnist", made_by=MNIST_MADE_BY, data_path="data/moving_mnist.h5",
                     encoder_checkpoint="checkpoints/mm_vcae.pt", lstm_checkpoint="checkpoints/mm_lstm.pt",
-                    seq_len=20, frame_skip=1, cell="st", hidden=56, batch_size=32, epochs=4, lr=6e-3,
+                    seq_len=20, frame_skip=1, cell="st", hidden=52, batch_size=32, epochs=4, lr=6e-3,
                     weight_decay=0.1, loss="mse",
                     context=10, horizon=10, warp=False, flow_prior=[0.0], reverse=False,
                     scheduled_sampling=0.8, tune_decoder=0.2, training_crops=1,
