@@ -4,7 +4,7 @@
 
 Times the two Moving MNIST training steps at their default
 settings (the spatial VAE at batch 128; the LSTM with its pixel loss through the
-frozen decoder at batch 32) on random data, each option against plain eager float32 on
+decoder it trains on, at batch 32) on random data, each option against plain eager float32 on
 the same machine in the same run, and says whether each gave the same loss; then
 train_lstm's encoding of frames to Z in float32 and in bfloat16. An option is worth
 keeping only with a ratio clearly above 1. It also splits an LSTM step's time, in
