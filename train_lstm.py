@@ -186,10 +186,9 @@ def main(argv=None):
     if cfg.skip or cfg.warp:  # start from "no change": with the skip, or a flow of zero, a copy of the last frame
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)
-    decoder = list(model.decoder.parameters()) if tune else []
-    groups = [{"params": [p for p in model.parameters() if id(p) not in set(map(id, decoder))]}]
+    groups = [{"params": [p for name, p in model.named_parameters() if not name.startswith("decoder.")]}]
     if tune:  # a trained decoder, refined at a share of the rate, without weight decay
-        groups.append({"params": decoder, "lr_scale": tune, "weight_decay": 0.0})
+        groups.append({"params": list(model.decoder.parameters()), "lr_scale": tune, "weight_decay": 0.0})
     optimizer = (torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
                  if cfg.weight_decay else torch.optim.Adam(groups, lr=cfg.lr))
     train_batches = Batches(stored, cfg.batch_size, dev, shuffle=True, seed=cfg.seed,
